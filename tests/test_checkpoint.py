@@ -1,0 +1,174 @@
+"""Safe checkpoint loading on torch >= 2.6: MMEngine's own checkpoints load with weights_only=True kept, through
+``load_checkpoint``, ``Runner`` resume and ``init_cfg=dict(type='Pretrained')``; anything else is refused before
+its payload runs."""
+import glob
+import os
+import os.path as osp
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.evaluator import BaseMetric
+from mmengine.model import BaseModel, BaseModule
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
+from torch.utils.data import Dataset
+
+import mmvit_ext  # noqa: F401  (installs the safe loader)
+from mmvit_ext.utils.checkpoint import UnsafeCheckpointError, safe_torch_load
+
+
+class ToyModel(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+
+    def forward(self, x, y=None, mode='tensor'):
+        out = self.linear(torch.stack(x)).squeeze(-1)
+        if mode == 'loss':
+            return dict(loss=((out - torch.stack(y))**2).mean())
+        return [dict(pred=o) for o in out]
+
+
+class ToyData(Dataset):
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return dict(x=torch.tensor([float(i), 1.0]), y=torch.tensor(0.5 * i))
+
+
+class ToyMetric(BaseMetric):
+
+    def process(self, data_batch, data_samples):
+        self.results.extend(float(s['pred']) for s in data_samples)
+
+    def compute_metrics(self, results):
+        return dict(score=np.float64(np.mean(results)))  # a numpy scalar, as real metrics produce
+
+
+def make_runner(work_dir, max_epochs, resume=False, load_from=None):
+    return Runner(
+        model=ToyModel(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(dataset=ToyData(), sampler=dict(type='DefaultSampler', shuffle=True), batch_size=2),
+        val_dataloader=dict(dataset=ToyData(), sampler=dict(type='DefaultSampler', shuffle=False), batch_size=4),
+        val_evaluator=[ToyMetric()],
+        val_cfg=dict(),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs, val_interval=1),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1, save_best='score', rule='greater')),
+        randomness=dict(seed=0),
+        resume=resume,
+        load_from=load_from,
+        experiment_name=f'exp_{max_epochs}_{int(resume)}')
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('ckpt_work')
+    runner = make_runner(work_dir, max_epochs=2)
+    runner.train()
+    return work_dir, runner
+
+
+def test_mmengine_checkpoint_needs_the_allow_list(trained):
+    """The checkpoint really holds the globals that broke torch>=2.6 (else this test guards nothing)."""
+    work_dir, _ = trained
+    unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(work_dir / 'epoch_2.pth')))
+    assert 'mmengine.logging.history_buffer.HistoryBuffer' in unsafe
+    assert 'builtins.getattr' in unsafe
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(str(work_dir / 'epoch_2.pth'), weights_only=True)
+
+
+def test_load_checkpoint_round_trip(trained):
+    work_dir, runner = trained
+    ckpt = CheckpointLoader.load_checkpoint(str(work_dir / 'epoch_2.pth'))
+    buffer = ckpt['message_hub']['log_scalars']['train/loss']
+    assert buffer.mean() == pytest.approx(runner.message_hub.get_scalar('train/loss').mean())
+    assert isinstance(ckpt['message_hub']['runtime_info']['best_score'], np.floating)
+
+    fresh = ToyModel()
+    load_checkpoint(fresh, str(work_dir / 'epoch_2.pth'), strict=True)
+    for (name, a), b in zip(runner.model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_runner_resume_continues_exactly(trained, tmp_path):
+    """Resume from epoch 1 and train to epoch 2: same weights as the uninterrupted run."""
+    work_dir, runner = trained
+    resumed = make_runner(tmp_path, max_epochs=2, resume=True, load_from=str(work_dir / 'epoch_1.pth'))
+    resumed.train()
+    assert resumed.epoch == 2
+    assert resumed.message_hub.get_info('best_score') is not None
+    for (name, a), b in zip(runner.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_pretrained_init_cfg_loads_full_checkpoint(trained):
+    work_dir, runner = trained
+
+    class Wrapped(BaseModule):
+
+        def __init__(self, init_cfg):
+            super().__init__(init_cfg=init_cfg)
+            self.linear = nn.Linear(2, 1)
+
+    model = Wrapped(init_cfg=dict(type='Pretrained', checkpoint=str(work_dir / 'epoch_2.pth')))
+    model.init_weights()
+    assert torch.equal(model.linear.weight, runner.model.linear.weight)
+
+
+class _Payload:
+    marker = None
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+def test_malicious_checkpoint_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / 'pwned'
+    _Payload.marker = str(marker)
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'meta': _Payload()}, str(path))
+
+    for load in (lambda: CheckpointLoader.load_checkpoint(str(path)),
+                 lambda: load_checkpoint(nn.Linear(1, 1), str(path)),
+                 lambda: safe_torch_load(str(path))):
+        with pytest.raises(UnsafeCheckpointError, match='Refused to load checkpoint'):
+            load()
+    assert not marker.exists()
+
+
+def test_getattr_is_restricted_to_history_buffer(tmp_path):
+    """``builtins.getattr`` is allowed only in the form HistoryBuffer pickles it."""
+
+    class GetattrPayload:
+
+        def __reduce__(self):  # attribute walks from allowed classes are how such exploits start
+            return (getattr, (np.ndarray, 'tofile'))
+
+    path = tmp_path / 'evil2.pth'
+    torch.save({'x': GetattrPayload()}, str(path))
+    with pytest.raises(UnsafeCheckpointError, match='refusing getattr'):
+        safe_torch_load(str(path))
+
+
+def test_missing_checkpoint_message(tmp_path):
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        CheckpointLoader.load_checkpoint(str(tmp_path / 'nope.pth'))
+
+
+def test_numpy_and_plain_checkpoints_load(tmp_path):
+    path = tmp_path / 'plain.pth'
+    payload = {'meta': {'arr': np.arange(3, dtype=np.float32), 'scalar': np.int64(4)}, 'state_dict': {}}
+    torch.save(payload, str(path))
+    loaded = safe_torch_load(str(path))
+    assert loaded['meta']['arr'].tolist() == [0.0, 1.0, 2.0]
+    assert loaded['meta']['scalar'] == 4
+    assert not glob.glob(osp.join(str(tmp_path), 'pwned*'))

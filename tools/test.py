@@ -1,0 +1,83 @@
+#!/usr/bin/env python
+"""Evaluate a checkpoint with an mmdet / mmseg / mmpretrain / mmvit_ext config.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir DIR]
+    bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCS [args...]
+
+The checkpoint must fit the model exactly: a mismatch stops with the missing/unexpected keys instead of
+silently evaluating a partly random model.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mmvit_ext.utils.launch import (DictAction, UserError, check_dataset_paths,  # noqa: E402
+                                    load_checkpoint_strict, load_config, setup_cpu_distributed, user_errors)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a model (mmvit_ext)')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the directory to save the evaluation metrics')
+    parser.add_argument('--out', help='dump the raw predictions to this pickle file (mmengine DumpResults)')
+    parser.add_argument('--show-dir', help='save painted predictions under WORK_DIR/TIMESTAMP/SHOW_DIR')
+    parser.add_argument('--wait-time', type=float, default=0, help='interval of --show in seconds')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, e.g. test_dataloader.dataset.data_root=/path/to/data/')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    parser.add_argument('--debug', action='store_true', help='show full tracebacks instead of short error messages')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def _enable_visualization(cfg, show_dir, wait_time):
+    hooks = cfg.default_hooks
+    name = next((k for k in ('visualization', 'visualizer') if k in hooks), None)
+    if name is None:
+        raise UserError('--show-dir: the config has no visualization hook in default_hooks')
+    hooks[name]['draw'] = True
+    hooks[name]['show'] = False
+    hooks[name]['wait_time'] = wait_time
+    # mmdet/mmseg hooks take test_out_dir; mmpretrain's takes out_dir
+    hooks[name]['out_dir' if hooks[name].get('type') == 'VisualizationHook' and cfg.default_scope == 'mmpretrain'
+               else 'test_out_dir'] = show_dir
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with user_errors(args.debug):
+        cfg = load_config(args.config, args.cfg_options, args.work_dir)
+        cfg.launcher = args.launcher
+        if not osp.isfile(args.checkpoint):
+            raise UserError(f'checkpoint {args.checkpoint!r} does not exist')
+        if args.show_dir:
+            _enable_visualization(cfg, args.show_dir, args.wait_time)
+        check_dataset_paths(cfg, ('test_dataloader', ))
+        setup_cpu_distributed(cfg, args.launcher)
+        cfg.load_from = None
+
+        from mmengine.registry import RUNNERS
+        from mmengine.runner import Runner
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        load_checkpoint_strict(runner.model, args.checkpoint, what=f'the model of {args.config}')
+        runner._has_loaded = True  # Runner.test() would otherwise re-load load_from non-strictly
+        if args.out:
+            from mmengine.evaluator import DumpResults
+            if not args.out.endswith(('.pkl', '.pickle')):
+                raise UserError('--out must be a .pkl or .pickle file')
+            runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+        metrics = runner.test()
+        print(metrics)
+        return metrics
+
+
+if __name__ == '__main__':
+    main()
