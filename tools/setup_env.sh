@@ -24,7 +24,9 @@ if [[ ! -x $VENV/bin/python ]]; then
   step "creating $VENV with $($PY --version)"
   "$PY" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+PIP=(pip_quiet "$VENV/bin/python" -m pip --disable-pip-version-check)
+# pip warns about index locations of this machine's pip.conf that do not exist; hide only those lines.
+pip_quiet() { "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
 
 step "build tools (pip, setuptools<81 for pkg_resources, wheel, ninja)"
 "${PIP[@]}" install -q --upgrade pip
@@ -48,7 +50,8 @@ step "mmengine, mmdet, mmsegmentation, mmpretrain and test tools"
 "${PIP[@]}" install -q -r requirements/runtime.txt -r requirements/tests.txt -c requirements/torch.txt -c requirements/mminstall.txt
 
 step "mmvit_ext (editable)"
-"${PIP[@]}" install -q --no-deps --no-build-isolation -e .
+LOG=$(mktemp /tmp/mmvit_ext-install.XXXXXX.log)
+"${PIP[@]}" install -q --no-deps --no-build-isolation -e . > "$LOG" 2>&1 || { cat "$LOG" >&2; exit 1; }
 
 "$VENV/bin/python" - <<'PY'
 import torch, torchvision, mmcv, mmcv.ops, mmengine, mmdet, mmseg, mmpretrain, mmvit_ext

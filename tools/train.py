@@ -10,8 +10,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone, too
 
-from mmvit_ext.utils.launch import (DictAction, check_dataset_paths, ensure_cpu_compatible,  # noqa: E402
-                                    load_config, setup_amp, setup_cpu_distributed, user_errors)
+from mmvit_ext.utils.launch import (DictAction, check_dataset_paths, check_pretrained_paths,  # noqa: E402
+                                    ensure_cpu_compatible, load_config, setup_amp, setup_cpu_distributed, user_errors)
 
 
 def parse_args(argv=None):
@@ -60,6 +60,8 @@ def main(argv=None):
             cfg.auto_scale_lr.enable = True
         check_dataset_paths(cfg, ('train_dataloader', ) if args.no_validate else
                             ('train_dataloader', 'val_dataloader'))
+        if not cfg.get('resume'):
+            check_pretrained_paths(cfg)
         setup_cpu_distributed(cfg, args.launcher)
 
         from mmengine.registry import RUNNERS

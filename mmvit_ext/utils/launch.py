@@ -12,7 +12,7 @@ from typing import Iterator, List, Optional, Tuple
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the tools)
 
 __all__ = [
-    'UserError', 'load_config', 'check_dataset_paths', 'setup_amp', 'setup_cpu_distributed', 'user_errors',
+    'UserError', 'load_config', 'check_dataset_paths', 'check_pretrained_paths', 'setup_amp', 'setup_cpu_distributed', 'user_errors',
     'load_checkpoint_strict'
 ]
 
@@ -93,6 +93,34 @@ def check_dataset_paths(cfg: Config, loaders=('train_dataloader', 'val_dataloade
             'dataset not found:\n  ' + '\n  '.join(problems) +
             f'\nPrepare it as described in {DOCS_DATASETS} (python tools/misc/make_demo_data.py data/demo makes the '
             f'demo data), or point the config at it, e.g. --cfg-options {first_key}.data_root=/path/to/dataset/')
+
+
+def _iter_pretrained(obj, key: str) -> Iterator[Tuple[str, str]]:
+    if isinstance(obj, dict):
+        if obj.get('type') == 'Pretrained' and isinstance(obj.get('checkpoint'), str):
+            yield f'{key}.checkpoint', obj['checkpoint']
+        for name, value in obj.items():
+            yield from _iter_pretrained(value, f'{key}.{name}')
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _iter_pretrained(value, f'{key}.{i}')
+
+
+def check_pretrained_paths(cfg: Config) -> None:
+    """Fail early when ``init_cfg=dict(type='Pretrained', checkpoint=<local path>)`` or ``load_from`` is missing."""
+    problems = [(key, path) for key, path in _iter_pretrained(cfg.get('model'), 'model')
+                if '://' not in path and not osp.isfile(path)]
+    load_from = cfg.get('load_from')
+    if load_from and '://' not in load_from and not osp.isfile(load_from) and not cfg.get('resume'):
+        problems.append(('load_from', load_from))
+    if problems:
+        key, path = problems[0]
+        init_key = key.rsplit('.', 1)[0] if key != 'load_from' else key
+        raise UserError(
+            'pretrained weights not found:\n  ' + '\n  '.join(f'{k} = {p!r}' for k, p in problems) +
+            '\nDownload them to that path (each family page in docs/models/ says from where; official checkpoints '
+            f'load as released), point to them with --cfg-options {key}=/path/to/weights.pth, or train from '
+            f'scratch with --cfg-options {init_key}=None')
 
 
 def _replace_syncbn(obj) -> int:

@@ -120,3 +120,17 @@ def test_user_errors_debug_reraises():
     with pytest.raises(UserError):
         with user_errors(debug=True):
             raise UserError('x')
+
+
+def test_missing_pretrained_weights_name_the_key_and_the_fix(tmp_path):
+    from mmvit_ext.utils.launch import check_pretrained_paths
+    cfg = Config(dict(model=dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='ckpts/p2t_tiny.pth')),
+                                 neck=dict(init_cfg=[dict(type='Pretrained', checkpoint='https://x/y.pth')]))))
+    with pytest.raises(UserError) as err:
+        check_pretrained_paths(cfg)
+    text = str(err.value)
+    assert "model.backbone.init_cfg.checkpoint = 'ckpts/p2t_tiny.pth'" in text
+    assert '--cfg-options model.backbone.init_cfg=None' in text and 'https' not in text
+    (tmp_path / 'w.pth').write_bytes(b'')
+    cfg.model.backbone.init_cfg.checkpoint = str(tmp_path / 'w.pth')
+    check_pretrained_paths(cfg)

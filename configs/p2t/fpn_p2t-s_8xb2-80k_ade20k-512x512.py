@@ -1,0 +1,5 @@
+_base_ = './fpn_p2t-t_8xb2-80k_ade20k-512x512.py'
+checkpoint = 'checkpoints/p2t_small.pth'
+model = dict(
+    backbone=dict(arch='small', drop_path_rate=0.1, init_cfg=dict(checkpoint=checkpoint)),
+    neck=dict(in_channels=[64, 128, 320, 512]))

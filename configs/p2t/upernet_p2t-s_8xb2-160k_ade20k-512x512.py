@@ -1,0 +1,6 @@
+_base_ = './upernet_p2t-t_8xb2-160k_ade20k-512x512.py'
+checkpoint = 'checkpoints/p2t_small.pth'
+model = dict(
+    backbone=dict(arch='small', drop_path_rate=0.1, init_cfg=dict(checkpoint=checkpoint)),
+    decode_head=dict(in_channels=[64, 128, 320, 512]),
+    auxiliary_head=dict(in_channels=320))
