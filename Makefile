@@ -3,9 +3,12 @@
 #   make test   set up .venv if needed, run the whole test suite
 PY          := .venv/bin/python
 DEMO_DATA   := data/demo
-DEMO_CONFIG ?= configs/p2t/fpn_p2t-t_1xb8-300iter_demo-ade20k-128x128.py
+DEMO_CONFIG ?= configs/p2t/fpn_p2t-t_1xb4-300iter_demo-ade20k-128x128.py
 DEMO_WORK   ?= work_dirs/demo
 PYTEST_ARGS ?=
+# OpenMP threads that spin while waiting stall badly when the 2 cores are shared (tests start subprocesses);
+# passive waiting costs little when the machine is quiet. Override with OMP_WAIT_POLICY=ACTIVE.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup demo test clean-demo
 

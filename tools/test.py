@@ -11,7 +11,9 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mmvit_ext.utils.launch import (DictAction, UserError, check_dataset_paths,  # noqa: E402
@@ -75,8 +77,16 @@ def main(argv=None):
                 raise UserError('--out must be a .pkl or .pickle file')
             runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
         metrics = runner.test()
-        print(metrics)
+        if runner.rank == 0:
+            print('Test results: ' + ', '.join(f'{k}: {_fmt(v)}' for k, v in metrics.items()))
         return metrics
+
+
+def _fmt(value):
+    try:
+        return f'{float(value):.4f}'
+    except (TypeError, ValueError):
+        return str(value)
 
 
 if __name__ == '__main__':

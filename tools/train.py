@@ -7,7 +7,9 @@
 import argparse
 import os
 import sys
+import warnings
 
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone, too
 
 from mmvit_ext.utils.launch import (DictAction, check_dataset_paths, check_pretrained_paths,  # noqa: E402
