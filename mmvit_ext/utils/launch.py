@@ -254,13 +254,15 @@ def _registry_hint(message: str) -> str:
 def user_errors(debug: bool = False):
     """Print a person-fixable error as one message (exit status 2) instead of a traceback.
 
-    Covered: :class:`UserError`, unknown registry types, missing files, refused or unfitting checkpoints.
+    Covered: :class:`UserError`, unknown registry types, missing files, refused or unfitting checkpoints
+    (including a backbone's strict ``init_cfg=Pretrained`` load).
     ``debug=True`` (``--debug``) re-raises with the full traceback.
     """
+    from mmvit_ext.models.backbones.base import PretrainedLoadError
     from mmvit_ext.utils.checkpoint import UnsafeCheckpointError
     try:
         yield
-    except (UserError, UnsafeCheckpointError) as err:
+    except (UserError, UnsafeCheckpointError, PretrainedLoadError) as err:
         if debug:
             raise
         _die(str(err))

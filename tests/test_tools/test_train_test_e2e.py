@@ -165,3 +165,17 @@ def test_checkpoint_that_does_not_fit_is_one_clear_message(downstream, tmp_path)
     assert out.returncode == 2 and 'Traceback' not in out.stderr
     assert 'does not fit the model of demo_small.py' in out.stderr
     assert 'unexpected keys: backbone.foo.weight' in out.stderr and 'missing keys' in out.stderr
+
+
+def test_pretrained_weights_that_do_not_fit_are_one_clear_message(downstream, tmp_path):
+    """init_cfg=Pretrained loads strictly: a checkpoint of another arch stops with the key list and the fix."""
+    from mmvit_ext.models.backbones.p2t import P2T
+    wrong = tmp_path / 'p2t_small.pth'
+    torch.save({'state_dict': P2T('small').state_dict()}, wrong)
+    (downstream / 'wrong_weights.py').write_text(
+        "_base_ = './demo_small.py'\n"
+        f"model = dict(backbone=dict(init_cfg=dict(_delete_=True, type='Pretrained', checkpoint='{wrong}')))\n")
+    out = run_tool([PY, osp.join(ROOT, 'tools/train.py'), 'wrong_weights.py', '--work-dir', str(tmp_path / 'w')],
+                   downstream, check=False)
+    assert out.returncode == 2 and 'Traceback' not in out.stderr, out.stderr[-3000:]
+    assert 'P2T: cannot load' in out.stderr and 'convert_checkpoint.py' in out.stderr

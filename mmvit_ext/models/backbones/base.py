@@ -1,0 +1,221 @@
+"""``BaseViTBackbone``: the contract every mmvit_ext backbone shares.
+
+Written for mmvit_ext after mmpretrain's ``arch``/``out_indices``/``frozen_stages``/``norm_eval`` conventions
+(github open-mmlab/mmpretrain, Apache-2.0) and timm's strict, idempotent checkpoint filtering. No code is copied.
+
+A subclass
+
+1. sets the class attributes ``arch_zoo``, ``essential_keys``, ``per_stage_keys``, ``num_stages`` and
+   ``converter`` (a family in :mod:`mmvit_ext.converters`, or None);
+2. calls ``super().__init__(arch, out_indices=..., ...)``, which resolves and validates ``self.arch_settings`` and
+   ``self.out_indices``;
+3. builds ``self.stages`` (an ``nn.ModuleList``), sets ``self.stage_channels`` and ``self.stage_strides`` (one
+   entry per stage) and finally calls ``self._freeze_stages()``;
+4. overrides ``_frozen_modules()`` if its stem is not ``self.stem``;
+5. wraps each block call in ``maybe_checkpoint(block, ..., enabled=self.with_cp)``.
+"""
+import copy
+from typing import Any, ClassVar, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
+
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.runner import CheckpointLoader
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmvit_ext.converters import get_converter, is_official_layout
+from mmvit_ext.converters._rules import strip_prefix, unwrap_state_dict
+
+__all__ = ['BaseViTBackbone', 'PretrainedLoadError']
+
+
+class PretrainedLoadError(RuntimeError):
+    """A pretrained checkpoint does not fit the model: the keys that differ and how to fix it."""
+
+
+class BaseViTBackbone(BaseModule):
+    """Base class of the mmvit_ext backbones: arch tables, dense outputs, freezing, checkpointing, loading.
+
+    Args:
+        arch (str | dict): A name (or alias) in ``arch_zoo``, or a dict with exactly ``essential_keys``; each
+            value under ``per_stage_keys`` is a list of length ``num_stages``.
+        out_indices (int | Sequence[int]): Stages whose outputs ``forward`` returns, in stage order. Negative
+            indices count from the end.
+        frozen_stages (int): ``-1`` freezes nothing, ``0`` the stem, ``k >= 1`` the stem and the first ``k``
+            stages (``requires_grad=False`` and eval mode), as in mmpretrain/mmdet.
+        norm_eval (bool): Keep every BatchNorm in eval mode while training. Defaults to False.
+        with_cp (bool): Activation checkpointing of every block (same outputs, less memory). Defaults to False.
+        init_cfg (dict | list[dict], optional): MMEngine init config. ``dict(type='Pretrained', checkpoint=...,
+            prefix=...)`` loads strictly through :meth:`load_pretrained`.
+
+    Attributes:
+        arch_settings (dict): The resolved arch.
+        out_indices (tuple[int]): Normalised, sorted, validated.
+        out_channels (tuple[int]): Channels of each output.
+        out_strides (tuple[int]): Stride of each output with respect to the input.
+    """
+
+    arch_zoo: ClassVar[Dict[str, Dict[str, Any]]] = {}
+    essential_keys: ClassVar[FrozenSet[str]] = frozenset()
+    per_stage_keys: ClassVar[FrozenSet[str]] = frozenset()
+    num_stages: ClassVar[int] = 4
+    converter: ClassVar[Optional[str]] = None
+
+    stage_channels: Tuple[int, ...]
+    stage_strides: Tuple[int, ...]
+
+    def __init__(self,
+                 arch: Union[str, dict],
+                 *,
+                 out_indices: Union[int, Sequence[int]],
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg: Union[dict, List[dict], None] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self.resolve_arch(arch)
+        self.out_indices = self._normalize_out_indices(out_indices)
+        if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= self.num_stages):
+            raise ValueError(f'frozen_stages must be an int in [-1, {self.num_stages}], got {frozen_stages!r}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+
+    # ------------------------------------------------------------------ arch and outputs
+    @classmethod
+    def resolve_arch(cls, arch: Union[str, dict]) -> Dict[str, Any]:
+        """Look up or validate an arch; returns a deep copy.
+
+        Raises:
+            ValueError: Unknown name (the allowed names are listed), wrong keys, or per-stage lists whose length
+                is not ``num_stages``.
+        """
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in cls.arch_zoo:
+                raise ValueError(f'{cls.__name__}: unknown arch {arch!r}; choose one of {sorted(cls.arch_zoo)} '
+                                 f'or give a dict with the keys {sorted(cls.essential_keys)}')
+            return copy.deepcopy(cls.arch_zoo[key])
+        if not isinstance(arch, dict):
+            raise ValueError(f'{cls.__name__}: arch must be a str or a dict, got {type(arch).__name__}')
+        if set(arch) != cls.essential_keys:
+            missing, extra = cls.essential_keys - set(arch), set(arch) - cls.essential_keys
+            raise ValueError(f'{cls.__name__}: a custom arch needs exactly the keys {sorted(cls.essential_keys)}; '
+                             f'missing {sorted(missing)}, unexpected {sorted(extra)}')
+        for key in sorted(cls.per_stage_keys):
+            value = arch[key]
+            if not isinstance(value, (list, tuple)) or len(value) != cls.num_stages:
+                raise ValueError(f'{cls.__name__}: arch[{key!r}] must be a list with one entry per stage '
+                                 f'({cls.num_stages}), got {value!r}')
+        return copy.deepcopy(dict(arch))
+
+    def _normalize_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        if not isinstance(out_indices, (list, tuple)) or not out_indices:
+            raise ValueError(f'out_indices must be an int or a non-empty sequence of ints, got {out_indices!r}')
+        allowed = range(-self.num_stages, self.num_stages)
+        bad = [i for i in out_indices if not isinstance(i, int) or i not in allowed]
+        if bad:
+            raise ValueError(f'out_indices {list(out_indices)}: {bad} out of range; allowed are '
+                             f'{list(allowed)} ({self.num_stages} stages)')
+        normalized = sorted(i % self.num_stages for i in out_indices)
+        if len(set(normalized)) != len(normalized):
+            raise ValueError(f'out_indices {list(out_indices)} name the same stage twice')
+        return tuple(normalized)
+
+    @property
+    def out_channels(self) -> Tuple[int, ...]:
+        return tuple(self.stage_channels[i] for i in self.out_indices)
+
+    @property
+    def out_strides(self) -> Tuple[int, ...]:
+        return tuple(self.stage_strides[i] for i in self.out_indices)
+
+    # ------------------------------------------------------------------ freezing and train mode
+    def _frozen_modules(self) -> List[nn.Module]:
+        """Modules frozen by ``frozen_stages``: ``self.stem`` (if ``>= 0``), then ``stages[:frozen_stages]``."""
+        if self.frozen_stages < 0:
+            return []
+        stem = getattr(self, 'stem', None)
+        return ([stem] if stem is not None else []) + list(self.stages[:self.frozen_stages])
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'BaseViTBackbone':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):  # includes SyncBatchNorm
+                    m.eval()
+        return self
+
+    # ------------------------------------------------------------------ pretrained weights
+    def init_weights(self) -> None:
+        """Apply ``init_cfg``; a ``Pretrained`` entry loads strictly with :meth:`load_pretrained`.
+
+        A strict load sets every parameter and buffer, so other entries next to ``Pretrained`` are skipped.
+        """
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+        pretrained = [c for c in cfgs if isinstance(c, dict) and c.get('type') == 'Pretrained']
+        if not pretrained:
+            super().init_weights()
+            return
+        if len(pretrained) > 1:
+            raise ValueError(f'init_cfg holds {len(pretrained)} Pretrained entries; give one')
+        cfg = dict(pretrained[0])
+        cfg.pop('type')
+        unsupported = set(cfg) - {'checkpoint', 'prefix', 'map_location'}
+        if unsupported:
+            raise ValueError(f'unsupported Pretrained init_cfg keys {sorted(unsupported)}; allowed: checkpoint, '
+                             f'prefix, map_location (loading is always strict)')
+        self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'), map_location=cfg.get('map_location', 'cpu'))
+        self._is_init = True
+
+    def load_pretrained(self, checkpoint: str, *, prefix: Optional[str] = None, map_location: str = 'cpu') -> None:
+        """Load a checkpoint strictly, converting official layouts on the fly.
+
+        Steps: load with MMEngine's ``CheckpointLoader`` (any scheme it knows: path, URL, ...); unwrap
+        ``state_dict``/``model`` and strip ``module.``; keep the keys under ``prefix`` (e.g. ``'backbone.'`` of a
+        whole detector) if given; run the family converter with ``target='backbone'`` (it converts official
+        keys, passes converted keys through, drops classification heads and non-backbone parts); load with
+        every key required.
+
+        Args:
+            checkpoint (str): Path or URL.
+            prefix (str, optional): Keep only keys under this prefix, with it removed. Defaults to None.
+            map_location (str): Defaults to 'cpu'.
+
+        Raises:
+            PretrainedLoadError: Missing or unexpected keys, or shape mismatches; the message lists them and the
+                likely fixes.
+        """
+        state_dict = unwrap_state_dict(CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location))
+        if prefix:
+            state_dict = strip_prefix(state_dict, prefix)
+        if self.converter is not None:
+            if is_official_layout(self.converter, state_dict):
+                print_log(f'{type(self).__name__}: converting the official {self.converter} layout of {checkpoint}',
+                          logger='current')
+            state_dict = get_converter(self.converter)(state_dict, target='backbone')
+        self.load_state_dict_strict(state_dict, source=checkpoint)
+
+    def load_state_dict_strict(self, state_dict: Dict[str, Any], source: str = 'the state dict') -> None:
+        """``load_state_dict`` that raises :class:`PretrainedLoadError` naming every mismatch and the fix."""
+        hint = (f'Check that arch={self.arch_settings} matches the checkpoint; convert official weights with '
+                f'`python tools/model_converters/convert_checkpoint.py {self.converter or "<family>"} SRC DST`; '
+                f'for a whole detector/segmentor/classifier checkpoint set init_cfg prefix="backbone."')
+        try:
+            missing, unexpected = self.load_state_dict(state_dict, strict=False)
+        except RuntimeError as e:  # size mismatches
+            raise PretrainedLoadError(f'{type(self).__name__}: cannot load {source}: {e}\n{hint}') from e
+        if missing or unexpected:
+            raise PretrainedLoadError(f'{type(self).__name__}: cannot load {source} strictly: '
+                                      f'{len(missing)} missing keys {sorted(missing)[:20]}, '
+                                      f'{len(unexpected)} unexpected keys {sorted(unexpected)[:20]}.\n{hint}')
+        print_log(f'{type(self).__name__}: loaded {len(state_dict)} tensors from {source}', logger='current')

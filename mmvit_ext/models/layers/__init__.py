@@ -1,0 +1,13 @@
+"""Layers shared by the mmvit_ext backbones; each primitive exists once, here."""
+from .attention import (AvgPoolSR, ConvSR, PyramidPoolSR, ReducedKVAttention, adaptive_avg_pool2d,
+                        fused_attn_enabled, pyramid_pool_sizes, sdpa, use_fused_attn)
+from .embed import PatchEmbed
+from .ffn import ConvFFN
+from .token_ops import TokenClustering, TokenReconstruction
+from .utils import drop_path_schedule, maybe_checkpoint, nchw_to_nlc, nlc_to_nchw, to_2tuple, to_ntuple
+
+__all__ = [
+    'sdpa', 'use_fused_attn', 'fused_attn_enabled', 'ReducedKVAttention', 'ConvSR', 'AvgPoolSR', 'PyramidPoolSR',
+    'pyramid_pool_sizes', 'adaptive_avg_pool2d', 'PatchEmbed', 'ConvFFN', 'TokenClustering', 'TokenReconstruction',
+    'nlc_to_nchw', 'nchw_to_nlc', 'to_ntuple', 'to_2tuple', 'drop_path_schedule', 'maybe_checkpoint'
+]

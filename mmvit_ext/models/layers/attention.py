@@ -1,0 +1,322 @@
+"""Attention shared by every mmvit_ext backbone.
+
+Written for mmvit_ext. Design follows the habits of timm (one fused/eager switch, ``timm/layers/config.py``) and
+the spatial-reduction attention of PVT (arXiv 2102.12122), PVTv2 (arXiv 2106.13797), P2T (arXiv 2106.12011) and
+CMT (arXiv 2107.06263). No code is copied from those repositories.
+
+* :func:`sdpa` is the only place where attention weights are computed. It calls
+  ``F.scaled_dot_product_attention`` unless the eager path is selected with :func:`use_fused_attn` (for ONNX
+  export of older opsets and FLOP counters that skip the fused op). ``scale`` multiplies the logits, as in torch.
+* :class:`ReducedKVAttention` takes queries from every token and keys/values from a shorter sequence built by a
+  *reducer* module: :class:`ConvSR` (PVT, CMT), :class:`AvgPoolSR` (PVTv2-li) or :class:`PyramidPoolSR` (P2T).
+"""
+import contextlib
+import math
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_activation_layer, build_norm_layer
+from torch import Tensor
+
+from .utils import nchw_to_nlc, nlc_to_nchw
+
+__all__ = [
+    'sdpa', 'use_fused_attn', 'fused_attn_enabled', 'ReducedKVAttention', 'ConvSR', 'AvgPoolSR', 'PyramidPoolSR',
+    'pyramid_pool_sizes', 'adaptive_avg_pool2d'
+]
+
+_FUSED_ATTN = True
+
+
+def fused_attn_enabled() -> bool:
+    """Whether :func:`sdpa` currently uses ``F.scaled_dot_product_attention``."""
+    return _FUSED_ATTN
+
+
+@contextlib.contextmanager
+def use_fused_attn(enabled: bool) -> Iterator[None]:
+    """Select the fused (``True``) or eager (``False``) attention path inside a ``with`` block.
+
+    Examples:
+        >>> with use_fused_attn(False):
+        ...     outs = model(x)  # every sdpa() call runs q @ k^T, softmax, @ v explicitly
+    """
+    global _FUSED_ATTN
+    previous, _FUSED_ATTN = _FUSED_ATTN, bool(enabled)
+    try:
+        yield
+    finally:
+        _FUSED_ATTN = previous
+
+
+def sdpa(q: Tensor,
+         k: Tensor,
+         v: Tensor,
+         *,
+         attn_bias: Optional[Tensor] = None,
+         scale: Optional[float] = None,
+         dropout_p: float = 0.) -> Tensor:
+    """Scaled dot-product attention, ``softmax(q @ k^T * scale + attn_bias) @ v``.
+
+    Args:
+        q (Tensor): Queries, (B, heads, N, head_dims).
+        k (Tensor): Keys, (B, heads, M, head_dims).
+        v (Tensor): Values, (B, heads, M, head_dims_v).
+        attn_bias (Tensor, optional): Additive float bias on the logits, broadcastable to (B, heads, N, M),
+            e.g. CMT's relative-position bias of shape (heads, N, M). Defaults to None.
+        scale (float, optional): Multiplier of the logits (as in torch, *not* a divisor).
+            Defaults to ``head_dims ** -0.5``.
+        dropout_p (float): Dropout on the attention weights. Pass 0 in eval mode. Defaults to 0.
+
+    Returns:
+        Tensor: (B, heads, N, head_dims_v).
+    """
+    if _FUSED_ATTN:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=scale)
+    scale = q.shape[-1]**-0.5 if scale is None else scale
+    attn = (q * scale) @ k.transpose(-2, -1)  # B, heads, N, M
+    if attn_bias is not None:
+        attn = attn + attn_bias
+    attn = attn.softmax(dim=-1)
+    if dropout_p > 0.:
+        attn = F.dropout(attn, p=dropout_p)
+    return attn @ v
+
+
+class ReducedKVAttention(nn.Module):
+    """Multi-head attention with full-resolution queries and keys/values from a reduced token sequence.
+
+    ``kv_reducer`` turns the (B, C, H, W) map of the input tokens into M tokens; ``norm`` and ``act`` (optional)
+    follow; then one ``kv`` projection gives keys (output channels [0:C]) and values ([C:2C]), heads contiguous
+    inside each half. With ``kv_reducer=None`` the keys/values come from the input itself (plain MHSA).
+
+    =========================  ==============================================  ============================
+    model                      kv_reducer                                      kv_norm_cfg / kv_act_cfg
+    =========================  ==============================================  ============================
+    PVT / PVTv2 / Twins-GSA    ``ConvSR(sr_ratio=r)``                          LN / None
+    PVTv2-li                   ``AvgPoolSR(pool_size=7)``                      LN / GELU
+    CMT (LMHSA)                ``ConvSR(sr_ratio=r, depthwise=True, BN)``      None / None, plus attn_bias
+    P2T (P-MHSA)               ``PyramidPoolSR(pool_ratios)``                  LN eps 1e-5 / None
+    =========================  ==============================================  ============================
+
+    Args:
+        embed_dims (int): Channels C of the input and output tokens.
+        num_heads (int): Number of heads; must divide ``embed_dims``.
+        kv_reducer (nn.Module, optional): Maps (B, C, H, W) to (B, M, C); extra keyword arguments of
+            :meth:`forward` are passed to it. Registered as ``sr``. Defaults to None (no reduction).
+        kv_norm_cfg (dict, optional): Norm on the reduced tokens, registered as ``norm``. Defaults to None.
+        kv_act_cfg (dict, optional): Activation after ``norm``. Defaults to None.
+        qkv_bias (bool): Bias in ``q`` and ``kv``. Defaults to True.
+        qk_scale (float, optional): Logit multiplier. Defaults to ``head_dims ** -0.5``.
+        attn_drop_rate (float): Dropout on the attention weights. Defaults to 0.
+        proj_drop_rate (float): Dropout after ``proj``. Defaults to 0.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 *,
+                 num_heads: int,
+                 kv_reducer: Optional[nn.Module] = None,
+                 kv_norm_cfg: Optional[dict] = None,
+                 kv_act_cfg: Optional[dict] = None,
+                 qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
+                 attn_drop_rate: float = 0.,
+                 proj_drop_rate: float = 0.) -> None:
+        super().__init__()
+        assert embed_dims % num_heads == 0, f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}'
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.scale = qk_scale if qk_scale is not None else (embed_dims // num_heads)**-0.5
+        self.attn_drop_rate = attn_drop_rate
+
+        self.q = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
+        self.sr = kv_reducer
+        self.norm = build_norm_layer(kv_norm_cfg, embed_dims)[1] if kv_norm_cfg is not None else None
+        self.act = build_activation_layer(kv_act_cfg) if kv_act_cfg is not None else None
+        self.kv = nn.Linear(embed_dims, 2 * embed_dims, bias=qkv_bias)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop_rate)
+
+    def forward(self, x: Tensor, hw_shape: Tuple[int, int], *, attn_bias: Optional[Tensor] = None,
+                **reducer_kwargs) -> Tensor:
+        """Attend from every token to the reduced tokens.
+
+        Args:
+            x (Tensor): Tokens, (B, N, C), N = H * W.
+            hw_shape (tuple[int, int]): (H, W) as Python ints.
+            attn_bias (Tensor, optional): Additive logit bias broadcastable to (B, heads, N, M).
+            **reducer_kwargs: Passed to ``kv_reducer`` (P2T: ``pool_convs``).
+
+        Returns:
+            Tensor: (B, N, C).
+        """
+        B, N, C = x.shape
+        head_dims = C // self.num_heads
+        # B, N, C -> B, heads, N, head_dims
+        q = self.q(x).view(B, N, self.num_heads, head_dims).transpose(1, 2)
+
+        if self.sr is not None:
+            kv_tokens = self.sr(nlc_to_nchw(x, hw_shape), **reducer_kwargs)  # B, M, C
+        else:
+            assert not reducer_kwargs, f'no kv_reducer to take {sorted(reducer_kwargs)}'
+            kv_tokens = x
+        if self.norm is not None:
+            kv_tokens = self.norm(kv_tokens)
+        if self.act is not None:
+            kv_tokens = self.act(kv_tokens)
+        M = kv_tokens.shape[1]
+        # B, M, 2C -> 2, B, heads, M, head_dims (k = channels [0:C], v = [C:2C])
+        k, v = self.kv(kv_tokens).view(B, M, 2, self.num_heads, head_dims).permute(2, 0, 3, 1, 4).unbind(0)
+
+        dropout_p = self.attn_drop_rate if self.training else 0.
+        x = sdpa(q, k, v, attn_bias=attn_bias, scale=self.scale, dropout_p=dropout_p)
+        # B, heads, N, head_dims -> B, N, C
+        x = x.transpose(1, 2).reshape(B, N, C)
+        return self.proj_drop(self.proj(x))
+
+
+class ConvSR(nn.Module):
+    """Spatial reduction by a ``sr_ratio`` x ``sr_ratio`` conv with stride ``sr_ratio`` (PVT, CMT).
+
+    Args:
+        embed_dims (int): Channels C.
+        sr_ratio (int): Kernel size and stride.
+        depthwise (bool): Depthwise conv (CMT) instead of a full conv (PVT). Defaults to False.
+        norm_cfg (dict, optional): A 2-D norm on the reduced map, e.g. ``dict(type='BN')`` (CMT), registered as
+            ``norm``. Token norms (PVT's LayerNorm) belong to ``ReducedKVAttention(kv_norm_cfg=...)``.
+            Defaults to None.
+
+    Shapes:
+        (B, C, H, W) -> (B, floor(H / sr_ratio) * floor(W / sr_ratio), C).
+    """
+
+    def __init__(self, embed_dims: int, *, sr_ratio: int, depthwise: bool = False,
+                 norm_cfg: Optional[dict] = None) -> None:
+        super().__init__()
+        assert sr_ratio >= 1, f'sr_ratio must be >= 1, got {sr_ratio}'
+        groups = embed_dims if depthwise else 1
+        self.conv = nn.Conv2d(embed_dims, embed_dims, kernel_size=sr_ratio, stride=sr_ratio, groups=groups)
+        self.norm = build_norm_layer(norm_cfg, embed_dims)[1] if norm_cfg is not None else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return nchw_to_nlc(x)
+
+
+class AvgPoolSR(nn.Module):
+    """Spatial reduction to a fixed grid: adaptive average pool, then a 1x1 conv (PVTv2-li).
+
+    Args:
+        embed_dims (int): Channels C.
+        pool_size (int): Side of the pooled grid. Defaults to 7.
+
+    Shapes:
+        (B, C, H, W) -> (B, pool_size ** 2, C).
+    """
+
+    def __init__(self, embed_dims: int, *, pool_size: int = 7) -> None:
+        super().__init__()
+        self.pool_size = pool_size
+        self.conv = nn.Conv2d(embed_dims, embed_dims, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nchw_to_nlc(self.conv(adaptive_avg_pool2d(x, (self.pool_size, self.pool_size))))
+
+
+def pyramid_pool_sizes(hw_shape: Tuple[int, int], pool_ratios: Sequence[int]) -> List[Tuple[int, int]]:
+    """Pooled grid per ratio: ``max(1, round(H / r))`` by ``max(1, round(W / r))``.
+
+    ``round`` is Python's, on Python floats, i.e. round-half-to-even (12.5 -> 12, 3.5 -> 4, 0.5 -> 0), which is
+    what the official P2T code does. The clamp to 1 only changes sizes where the official code crashes
+    (a 0-size map, inputs below 65 px a side).
+
+    Args:
+        hw_shape (tuple[int, int]): (H, W), Python ints.
+        pool_ratios (Sequence[int]): Reduction ratios.
+
+    Returns:
+        list[tuple[int, int]]: (h, w) per ratio.
+    """
+    H, W = (int(s) for s in hw_shape)
+    return [(max(1, round(H / r)), max(1, round(W / r))) for r in pool_ratios]
+
+
+def _pool_matrix(in_size: int, out_size: int, like: Tensor) -> Tensor:
+    """(out_size, in_size) averaging matrix with PyTorch's adaptive-pool bins [floor(i*n/m), ceil((i+1)*n/m))."""
+    rows = []
+    for i in range(out_size):
+        start, end = (i * in_size) // out_size, math.ceil((i + 1) * in_size / out_size)
+        rows.append([1. / (end - start) if start <= j < end else 0. for j in range(in_size)])
+    return torch.tensor(rows, dtype=like.dtype, device=like.device)
+
+
+def adaptive_avg_pool2d(x: Tensor, output_size: Tuple[int, int]) -> Tensor:
+    """``F.adaptive_avg_pool2d`` that also exports to ONNX for sizes that do not divide the input.
+
+    The legacy ONNX exporter only handles adaptive pooling whose output divides the input. While exporting,
+    the same bins are computed as two constant averaging matrices (``A_h @ x @ A_w^T``); otherwise the
+    PyTorch kernel runs.
+
+    Args:
+        x (Tensor): (B, C, H, W).
+        output_size (tuple[int, int]): (h, w), Python ints.
+
+    Returns:
+        Tensor: (B, C, h, w).
+    """
+    if not torch.onnx.is_in_onnx_export():
+        return F.adaptive_avg_pool2d(x, output_size)
+    H, W = x.shape[-2:]
+    h, w = output_size
+    return _pool_matrix(int(H), h, x) @ x @ _pool_matrix(int(W), w, x).t()
+
+
+class PyramidPoolSR(nn.Module):
+    """Pyramid pooling reducer of P2T's P-MHSA (arXiv 2106.12011, Sec. 3.2).
+
+    For each ratio ``r`` in order: adaptive average pool to :func:`pyramid_pool_sizes`, add a depthwise 3x3
+    conv of the pooled map (out of place), flatten; then concatenate all levels along the tokens. The LayerNorm
+    that follows belongs to :class:`ReducedKVAttention` (``kv_norm_cfg``), so the official key ``attn.norm``
+    is kept.
+
+    The depthwise convs are shared by all blocks of a P2T stage, so they are owned by the stage and passed to
+    :meth:`forward` at call time; this module has no parameters.
+
+    Args:
+        pool_ratios (Sequence[int]): Reduction ratios, e.g. ``(12, 16, 20, 24)`` for P2T stage 1.
+
+    Shapes:
+        (B, C, H, W) -> (B, M, C) with M = sum of h * w over the ratios.
+    """
+
+    def __init__(self, pool_ratios: Sequence[int]) -> None:
+        super().__init__()
+        assert len(pool_ratios) > 0 and all(r >= 1 for r in pool_ratios), f'bad pool_ratios {pool_ratios}'
+        self.pool_ratios = tuple(pool_ratios)
+
+    def forward(self, x: Tensor, *, pool_convs: Sequence[nn.Module]) -> Tensor:
+        """Pool, refine and concatenate.
+
+        Args:
+            x (Tensor): (B, C, H, W).
+            pool_convs (Sequence[nn.Module]): One (B, C, h, w) -> (B, C, h, w) module per ratio, usually
+                ``Conv2d(C, C, 3, padding=1, groups=C)``.
+
+        Returns:
+            Tensor: (B, M, C).
+        """
+        assert len(pool_convs) == len(self.pool_ratios), \
+            f'{len(pool_convs)} pool_convs for {len(self.pool_ratios)} pool ratios'
+        pools = []
+        for size, conv in zip(pyramid_pool_sizes(x.shape[-2:], self.pool_ratios), pool_convs):
+            pool = adaptive_avg_pool2d(x, size)
+            pools.append(nchw_to_nlc(pool + conv(pool)))  # B, h*w, C
+        return torch.cat(pools, dim=1)
+
+    def extra_repr(self) -> str:
+        return f'pool_ratios={self.pool_ratios}'

@@ -1,0 +1,230 @@
+"""One battery over every backbone registered in ``mmvit_ext.registry.MODELS``.
+
+A new family must add a tiny config to ``TINY_CFGS`` (``test_every_registered_backbone_has_a_tiny_cfg`` fails
+otherwise). Entry keys:
+
+* ``kwargs``: constructor arguments giving a small, fast model (no drop path, so train-mode outputs are
+  deterministic);
+* ``out_hw`` (optional): ``(H, W, stride) -> (h, w)`` of an output map; defaults to ``ceil(H / stride)``;
+* ``rejects`` (optional): ``{(H, W): (exception type, regex)}`` for input sizes a family documents as unsupported;
+* ``skip`` (optional): ``{test function name: reason}`` for a check that does not apply (say why).
+"""
+import copy
+import math
+
+import pytest
+import torch
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import mmvit_ext.models  # noqa: F401  (registration)
+from mmvit_ext.registry import MODELS
+
+# Wrappers of mmseg/mmdet backbones keep the host's API (no out_channels, arch or validated frozen_stages).
+_HOST_API_SKIPS = dict(
+    test_forward_shapes_match_out_channels_and_strides='host API without out_channels/out_strides; shapes are '
+    'checked in test_expedite.py',
+    test_out_indices_select_and_normalise='host out_indices, not normalised',
+    test_frozen_stages='host frozen_stages (none in mmseg ViT; not validated)',
+    test_norm_eval='host norm_eval (mmseg ViT puts LayerNorm in eval; Swin has none)',
+    test_bad_arguments_raise='no arch table (host kwargs); expedite keys are checked in test_expedite.py')
+_TINY_SWIN = dict(embed_dims=8, depths=(2, 2, 2, 2), num_heads=(1, 1, 2, 2), window_size=4, mlp_ratio=2,
+                  drop_path_rate=0., expedite=dict(alpha=5, cluster_shape=3, window=3, k=3))
+
+# yapf: disable
+TINY_CFGS = {
+    'P2T': dict(kwargs=dict(arch=dict(embed_dims=[16, 32, 40, 64], depths=[1, 2, 1, 1], num_heads=[1, 2, 5, 8],
+                                      mlp_ratios=[2, 2, 2, 2]),
+                            drop_path_rate=0.)),
+    'HourglassViT': dict(kwargs=dict(img_size=(64, 64), patch_size=8, embed_dims=16, num_layers=4, num_heads=2,
+                                     mlp_ratio=2, out_indices=(1, 3), final_norm=True,
+                                     expedite=dict(alpha=1, beta=2, cluster_shape=(4, 4), window=3, k=4)),
+                         skip=_HOST_API_SKIPS),
+    'HourglassSwin': dict(kwargs=_TINY_SWIN, skip=_HOST_API_SKIPS),
+    'HourglassSwinDet': dict(kwargs=_TINY_SWIN, skip=_HOST_API_SKIPS),
+}
+# yapf: enable
+SIZES = [(64, 64), (67, 93)]
+
+
+def registered_backbones():
+    MODELS.import_from_location()  # families registered lazily through the registry's ``locations``
+    return sorted(name for name, cls in MODELS.module_dict.items()
+                  if cls.__module__.startswith('mmvit_ext.models.backbones.'))
+
+
+# Only backbones with an entry are parametrized; the others fail once, in the first test below.
+BACKBONES = [name for name in registered_backbones() if name in TINY_CFGS]
+
+
+@pytest.fixture(autouse=True)
+def _skip_if_declared(request):
+    name = request.node.callspec.params.get('name') if hasattr(request.node, 'callspec') else None
+    reason = TINY_CFGS.get(name, {}).get('skip', {}).get(request.node.originalname)
+    if reason:
+        pytest.skip(f'{name}: {reason}')
+
+
+def build(name, **overrides):
+    kwargs = copy.deepcopy(TINY_CFGS[name]['kwargs'])
+    kwargs.update(overrides)
+    torch.manual_seed(0)
+    return MODELS.build(dict(type=name, **kwargs))
+
+
+def expected_hw(name, size, stride):
+    rule = TINY_CFGS[name].get('out_hw', lambda h, w, s: (math.ceil(h / s), math.ceil(w / s)))
+    return tuple(rule(*size, stride))
+
+
+def test_every_registered_backbone_has_a_tiny_cfg():
+    assert 'P2T' in BACKBONES
+    missing = sorted(set(registered_backbones()) - set(TINY_CFGS))
+    assert not missing, f'add entries to TINY_CFGS in {__file__} for {missing}'
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+@pytest.mark.parametrize('size', SIZES)
+def test_forward_shapes_match_out_channels_and_strides(name, size):
+    model = build(name).eval()
+    x = torch.randn(2, 3, *size)
+    rejects = TINY_CFGS[name].get('rejects', {})
+    if size in rejects:
+        exc, match = rejects[size]
+        with pytest.raises(exc, match=match):
+            model(x)
+        return
+    with torch.no_grad():
+        outs = model(x)
+    assert isinstance(outs, tuple) and len(outs) == len(model.out_indices) == len(model.out_channels)
+    for out, channels, stride in zip(outs, model.out_channels, model.out_strides):
+        assert out.shape == (2, channels, *expected_hw(name, size, stride))
+        assert out.is_contiguous() and torch.isfinite(out).all()
+    # batch elements are independent
+    with torch.no_grad():
+        single = model(x[1:])
+    for out, one in zip(outs, single):
+        torch.testing.assert_close(out[1:], one, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_out_indices_select_and_normalise(name):
+    full = build(name).eval()
+    n = full.num_stages
+    picked = build(name, out_indices=(-1, 1)).eval()
+    assert picked.out_indices == (1, n - 1)
+    assert picked.out_channels == (full.stage_channels[1], full.stage_channels[-1])
+    assert picked.out_strides == (full.stage_strides[1], full.stage_strides[-1])
+    picked.load_state_dict(full.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        all_outs, some = full(x), picked(x)
+    assert len(some) == 2
+    torch.testing.assert_close(some[0], all_outs[1])
+    torch.testing.assert_close(some[1], all_outs[n - 1])
+    assert build(name, out_indices=0).out_indices == (0, )
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_backward_reaches_every_parameter(name):
+    model = build(name).train()
+    outs = model(torch.randn(2, 3, 64, 64))
+    torch.manual_seed(1)
+    loss = sum((o * torch.randn_like(o)).sum() for o in outs)
+    loss.backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not no_grad, f'parameters without gradient: {no_grad}'
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_with_cp_same_outputs_and_gradients(name):
+    results = []
+    for with_cp in (False, True):
+        model = build(name, with_cp=with_cp).train()
+        x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        outs = model(x)
+        sum(o.pow(2).mean() for o in outs).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        results.append(([o.detach() for o in outs], grads, x.grad.clone()))
+    (outs0, grads0, xg0), (outs1, grads1, xg1) = results
+    for a, b in zip(outs0, outs1):
+        torch.testing.assert_close(a, b)
+    assert grads0.keys() == grads1.keys()
+    for k in grads0:
+        torch.testing.assert_close(grads0[k], grads1[k], rtol=1e-5, atol=1e-6, msg=k)
+    torch.testing.assert_close(xg0, xg1, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_frozen_stages(name):
+    model = build(name, frozen_stages=-1).train()
+    assert all(p.requires_grad for p in model.parameters())
+
+    model = build(name, frozen_stages=1)
+    # frozen at construction already (optimizers are built before train() is called)
+    assert not any(p.requires_grad for p in model.stages[0].parameters())
+    model.train()
+    assert all(not m.training for m in model.stages[0].modules())
+    assert all(p.requires_grad for p in model.stages[1].parameters())
+    assert all(m.training for m in model.stages[1].modules())
+    sum(o.sum() for o in model(torch.randn(1, 3, 64, 64))).backward()
+    assert all(p.grad is None for p in model.stages[0].parameters())
+    assert all(p.grad is not None for p in model.stages[1].parameters())
+
+    model = build(name, frozen_stages=model.num_stages).train()
+    assert not any(p.requires_grad for p in model.stages.parameters())
+    assert not any(m.training for stage in model.stages for m in stage.modules())
+    for bad in (-2, model.num_stages + 1, 1.5):
+        with pytest.raises(ValueError, match='frozen_stages'):
+            build(name, frozen_stages=bad)
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_norm_eval(name):
+    model = build(name, norm_eval=True).train()
+    assert model.training
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert all(not m.training for m in bns)
+    others = [m for m in model.modules() if not isinstance(m, _BatchNorm)]
+    assert all(m.training for m in others)
+    model = build(name, norm_eval=False).train()
+    assert all(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_state_dict_round_trip_is_strict_and_has_no_shared_duplicates(name):
+    src = build(name).eval()
+    state = src.state_dict()
+    # a module shared by several blocks (P2T's pool convs) must be stored once, not once per block
+    assert len({v.data_ptr() for v in state.values()}) == len(state)
+    torch.manual_seed(123)
+    dst = MODELS.build(dict(type=name, **TINY_CFGS[name]['kwargs'])).eval()
+    assert not all(torch.equal(state[k], v) for k, v in dst.state_dict().items())
+    result = dst.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(src(x), dst(x)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_bad_arguments_raise(name):
+    cls = MODELS.get(name)
+    with pytest.raises(ValueError, match='unknown arch .*choose one of'):
+        build(name, arch='no-such-arch')
+    arch = copy.deepcopy(TINY_CFGS[name]['kwargs']['arch'])
+    with pytest.raises(ValueError, match='exactly the keys'):
+        build(name, arch={**arch, 'bogus': 1})
+    key = sorted(cls.essential_keys)[0]
+    with pytest.raises(ValueError, match='exactly the keys'):
+        build(name, arch={k: v for k, v in arch.items() if k != key})
+    per_stage = sorted(cls.per_stage_keys)[0]
+    with pytest.raises(ValueError, match='one entry per stage'):
+        build(name, arch={**arch, per_stage: arch[per_stage][:-1]})
+    for bad in [(cls.num_stages, ), (0, 0), (-cls.num_stages - 1, ), ()]:
+        with pytest.raises(ValueError, match='out_indices'):
+            build(name, out_indices=bad)
+    with pytest.raises(TypeError):
+        build(name, no_such_argument=1)  # unknown kwargs are never swallowed
+    for alias in cls.arch_zoo:  # every alias resolves to a complete arch
+        assert set(cls.resolve_arch(alias)) == cls.essential_keys
