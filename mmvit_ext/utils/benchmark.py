@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from .flops import (MACS_UNIT, build_model_from_cfg, count_flops, load_config, parse_shape,
-                    prepare_model_and_inputs, resolve_device)
+                    prepare_model_and_inputs, resolve_config_path, resolve_device)
 
 __all__ = [
     'BenchmarkSpec', 'JSON_KEYS', 'describe_timed_work', 'build_benchmark', 'time_interleaved',
@@ -56,7 +56,7 @@ class BenchmarkSpec:
     """Everything needed to rebuild one benchmark case (it is sent to the memory child process).
 
     Args:
-        config (str): Config path.
+        config (str): Config path, or a host-repository config ``'pkg::dir/file.py'``.
         shape (tuple[int, int]): Input ``H, W``.
         batch_size (int): Images per timed run.
         part (str): ``'model'`` or ``'backbone'``.
@@ -314,7 +314,8 @@ def run_benchmark(configs: Sequence[str],
     """Benchmark every config (see the module docstring for what is measured).
 
     Args:
-        configs (Sequence[str]): Config paths; the first one is the reference of the ratios.
+        configs (Sequence[str]): Config paths or host-repository configs (``'mmdet::pvt/...py'``); the first one
+            is the reference of the ratios.
         shape (int | Sequence[int]): Input ``H, W``.
         batch_size (int): Images per timed run.
         part (str): ``'model'`` or ``'backbone'``.
@@ -340,8 +341,7 @@ def run_benchmark(configs: Sequence[str],
     if repeat < 1 or warmup < 0:
         raise ValueError(f'need repeat >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}')
     for config in configs:
-        if not osp.isfile(config):
-            raise FileNotFoundError(f'Config file not found: {config}')
+        resolve_config_path(config)  # fail before building anything
     shape = parse_shape(shape)
     if threads:
         torch.set_num_threads(threads)
@@ -430,6 +430,15 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return a / b
 
 
+def _short_name(config: str, width: int = 70) -> str:
+    """The config as given (relative for local files), shortened in the middle to ``width`` characters."""
+    name = config if '::' in config else osp.relpath(config)
+    if len(name) <= width:
+        return name
+    head = (width - 3) // 2
+    return name[:head] + '...' + name[-(width - 3 - head):]
+
+
 def _fmt(value: Optional[float], spec: str) -> str:
     return 'n/a' if value is None else format(value, spec)
 
@@ -449,7 +458,7 @@ def format_results(records: Sequence[Dict[str, Any]]) -> str:
     if not records:
         return '(no results)'
     r0 = records[0]
-    names = [osp.relpath(r['config']) if len(r['config']) < 70 else '...' + r['config'][-67:] for r in records]
+    names = [_short_name(r['config']) for r in records]
     head = [
         f"Benchmark  {r0['timed_work']}",
         f"input {r0['batch_size']}x3x{r0['shape'][0]}x{r0['shape'][1]} (batch x C x H x W), device {r0['device']} "

@@ -23,12 +23,18 @@ through the model's ``data_preprocessor`` and then ``model(inputs, data_samples,
 (backbone + neck + head(s), no post-processing); backbones (``part='backbone'``) are fed a
 ``(1, 3, H, W)`` tensor directly.
 
+Configs are local files or host-repository configs named as in ``_base_``, e.g.
+``'mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py'`` or ``'mmseg::swin/<file>.py'`` (:func:`resolve_config_path`).
+GPU-only pieces that do not change the network (SyncBN, ``AmpOptimWrapper``) are replaced on loading
+(:func:`make_analysis_friendly`), so host configs build on a CPU.
+
 Example:
     >>> from mmvit_ext.utils.flops import get_flops
     >>> res = get_flops('configs/p2t/xxx.py', shape=(224, 224), part='backbone')
     >>> print(res.summary())
 """
 import math
+import os
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -38,7 +44,8 @@ import torch.nn as nn
 
 __all__ = [
     'MACS_UNIT', 'EXTRA_FLOP_HANDLES', 'FlopsResult', 'TensorForward', 'count_flops', 'get_flops', 'load_config',
-    'build_model_from_cfg', 'prepare_model_and_inputs', 'resolve_device', 'format_count', 'parse_shape',
+    'resolve_config_path', 'make_analysis_friendly', 'build_model_from_cfg', 'prepare_model_and_inputs',
+    'resolve_device', 'format_count', 'parse_shape',
     'sdpa_flop_jit', 'baddbmm_flop_jit', 'matmul_flop_jit', 'cdist_flop_jit'
 ]
 
@@ -67,7 +74,8 @@ _CONVENTION_UNCOUNTED = frozenset({
     'aten::frobenius_norm', 'aten::var', 'aten::std', 'aten::var_mean', 'aten::cumsum', 'aten::erf', 'aten::sin',
     'aten::cos', 'aten::atan2', 'aten::exp_', 'aten::fill_', 'aten::zero_', 'aten::clone', 'aten::lift_fresh',
     'aten::numpy_T', 'aten::movedim', 'aten::flip', 'aten::tile', 'aten::new_ones', 'aten::ones_like',
-    'aten::empty_like', 'aten::max_pool2d', 'aten::max_pool1d', 'aten::adaptive_max_pool2d', 'aten::all',
+    'aten::unflatten', 'aten::empty_like', 'aten::max_pool2d', 'aten::max_pool1d', 'aten::adaptive_max_pool2d',
+    'aten::all',
     'aten::any', 'aten::isnan', 'aten::isinf', 'aten::abs_', 'aten::masked_select', 'aten::sigmoid_focal_loss',
     'aten::log_sigmoid', 'aten::logsumexp', 'aten::l1_loss', 'aten::mse_loss', 'aten::cross_entropy_loss',
     'aten::log2', 'aten::log10', 'aten::exp2', 'aten::expm1', 'aten::log1p', 'aten::floor_', 'aten::ceil_',
@@ -186,7 +194,7 @@ class FlopsResult:
             element-wise (op -> number of calls). Check them when the total looks too small.
         part (str): ``'model'`` or ``'backbone'``.
         model_type (str): Class name of the analysed module.
-        config (str, optional): Config path, when built from a config.
+        config (str, optional): Config path (or ``pkg::path``) as given, when built from a config.
         table (str, optional): Per-module table (only when requested).
     """
     macs: int
@@ -319,27 +327,116 @@ def resolve_device(device: Optional[Union[str, torch.device]] = 'auto') -> torch
     return device
 
 
-def load_config(config: str, cfg_options: Optional[dict] = None):
-    """Load an OpenMMLab config after ``import mmvit_ext`` (which enables ``mmvit_ext::`` bases).
+def resolve_config_path(config: str) -> str:
+    """The file behind ``config``: a local path, or a host-repository config ``'<pkg>::<dir>/<file>.py'``.
+
+    ``pkg::`` names are those MMEngine accepts in ``_base_`` (``mmdet``, ``mmseg``, ``mmpretrain``, ... and
+    ``mmvit_ext`` once imported); the file is ``<installed package>/.mim/configs/<dir>/<file>.py``, as for a
+    ``_base_``. Unlike ``mmengine.hub.get_config`` this never installs a missing package.
 
     Args:
-        config (str): Path of the config file.
+        config (str): Path or ``pkg::path``.
+
+    Returns:
+        str: Path of an existing file.
+
+    Raises:
+        FileNotFoundError: If the file does not exist (for ``pkg::`` names: in the installed package).
+        ValueError: For a malformed ``pkg::`` name, an unknown package or one that is not installed.
+    """
+    if '::' not in config:
+        if not osp.isfile(config):
+            raise FileNotFoundError(f'Config file not found: {config}')
+        return config
+    import mmvit_ext  # noqa: F401  (registers ``mmvit_ext::``)
+    import mmengine.utils as mmengine_utils
+    from mmengine.config.utils import MODULE2PACKAGE, _get_package_and_cfg_path
+
+    scope = config.partition('::')[0]
+    if scope not in MODULE2PACKAGE:
+        raise ValueError(f'{config}: unknown package {scope!r} before "::"; known: {", ".join(sorted(MODULE2PACKAGE))}')
+    try:
+        package, rel_path = _get_package_and_cfg_path(config)
+    except ValueError as err:
+        raise ValueError(f'{config}: expected "<pkg>::<dir>/<file>.py", e.g. '
+                         f'"mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py" ({err})') from None
+    if not mmengine_utils.is_installed(package):
+        raise ValueError(f'{config}: package {package!r} is not installed')
+    configs_dir = osp.join(mmengine_utils.get_installed_path(package), '.mim', 'configs')
+    path = osp.join(configs_dir, rel_path)
+    if not osp.isfile(path):
+        folder = osp.join(configs_dir, osp.dirname(rel_path))
+        hint = ''
+        if osp.isdir(folder):
+            names = sorted(f for f in os.listdir(folder) if f.endswith('.py'))
+            hint = f'; {scope}::{osp.dirname(rel_path)}/ holds: ' + ', '.join(names[:12]) + (
+                ', ...' if len(names) > 12 else '')
+        raise FileNotFoundError(f'Config file not found: {config} (looked for {path}){hint}')
+    return path
+
+
+# Norm layers that need a process group (or a GPU) and are replaced by BN for the analysis tools.
+_SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'TorchSyncBN')
+
+
+def _replace_sync_bn(obj: Any) -> int:
+    """Replace SyncBN norm types by ``BN`` in place in a nested config; returns how many were replaced."""
+    count = 0
+    if isinstance(obj, dict):
+        if obj.get('type') in _SYNC_BN_TYPES:
+            obj['type'] = 'BN'
+            count += 1
+        for value in obj.values():
+            count += _replace_sync_bn(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            count += _replace_sync_bn(value)
+    return count
+
+
+def make_analysis_friendly(cfg) -> List[str]:
+    """Remove GPU/distributed-only pieces that do not change the analysed network; returns what was changed.
+
+    * SyncBN (``SyncBN``/``MMSyncBN``) in ``cfg.model`` becomes ``BN``: identical at inference and in a
+      single-process forward/backward, and it builds and runs without a process group or GPU
+      (:func:`build_model_from_cfg` also reverts any SyncBN module built anyway).
+    * ``optim_wrapper.type='AmpOptimWrapper'`` (which asserts a GPU when built) becomes ``OptimWrapper``.
+      The tools never build an optimizer and time the network in float32; this only keeps a reused config safe.
+    """
+    changes = []
+    if cfg.get('model') is not None and _replace_sync_bn(cfg.model):
+        changes.append('SyncBN -> BN in model')
+    optim_wrapper = cfg.get('optim_wrapper')
+    if isinstance(optim_wrapper, dict) and optim_wrapper.get('type') == 'AmpOptimWrapper':
+        optim_wrapper['type'] = 'OptimWrapper'
+        for key in ('loss_scale', 'dtype', 'use_fsdp'):
+            optim_wrapper.pop(key, None)
+        changes.append('AmpOptimWrapper -> OptimWrapper')
+    return changes
+
+
+def load_config(config: str, cfg_options: Optional[dict] = None):
+    """Load an OpenMMLab config for analysis, after ``import mmvit_ext`` (which enables ``mmvit_ext::`` bases).
+
+    Args:
+        config (str): Path of the config file, or a host-repository config such as
+            ``'mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py'`` (see :func:`resolve_config_path`).
         cfg_options (dict, optional): Overrides merged with ``Config.merge_from_dict``.
 
     Returns:
-        mmengine.Config: The config.
+        mmengine.Config: The config, with GPU-only pieces made CPU-friendly (:func:`make_analysis_friendly`).
 
     Raises:
         FileNotFoundError: If ``config`` does not exist.
+        ValueError: For an unusable ``pkg::`` name.
     """
     import mmvit_ext  # noqa: F401  (registers models and the ``mmvit_ext::`` config prefix)
     from mmengine.config import Config
 
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'Config file not found: {config}')
-    cfg = Config.fromfile(config)
+    cfg = Config.fromfile(resolve_config_path(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    make_analysis_friendly(cfg)
     return cfg
 
 
@@ -520,7 +617,8 @@ def get_flops(config: str,
     """Params and MACs of the model (or backbone) of an OpenMMLab config, for one image of ``shape``.
 
     Args:
-        config (str): Config path (mmdet, mmseg, mmpretrain or any config whose ``model`` is registered).
+        config (str): Config path (mmdet, mmseg, mmpretrain or any config whose ``model`` is registered), or a
+            host-repository config ``'mmseg::swin/...py'`` (see :func:`resolve_config_path`).
         shape (int | Sequence[int]): Input ``H, W``.
         part (str): ``'model'`` (data preprocessor + ``mode='tensor'`` forward) or ``'backbone'``.
         cfg_options (dict, optional): Config overrides.

@@ -140,3 +140,25 @@ def test_describe_and_validation(two_configs):
 def test_cuda_memory(two_configs):
     rec = run_benchmark(two_configs[:1], 32, repeat=2, warmup=1, device='cuda', log=None)[0]
     assert rec['device'].startswith('cuda') and rec['peak_mem_mb'] > 0
+
+
+def _mmseg_models_import():
+    try:
+        import mmseg.models  # noqa: F401
+    except Exception:  # not installed, or a torch/torchvision mismatch
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _mmseg_models_import(), reason='needs mmseg.models')
+def test_host_config_backbone_with_memory_child():
+    """A ``pkg::`` config goes through the whole benchmark, including the spawned memory process, which resolves
+    the name again."""
+    cfg = 'mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py'
+    rec = run_benchmark([cfg], (32, 48), part='backbone', repeat=2, warmup=1, threads=1, device='cpu', log=None)[0]
+    _check_record(rec, cfg, batch=1)
+    assert rec['model_type'] == 'MixVisionTransformer' and rec['params'] == 3_319_392
+    assert isinstance(rec['peak_mem_mb'], float) and 0 <= rec['peak_mem_mb'] < 4096
+    assert cfg in format_results([rec])
+    with pytest.raises(FileNotFoundError, match='mmseg::segformer/nope.py'):
+        run_benchmark(['mmseg::segformer/nope.py'], 32, log=None)

@@ -239,3 +239,78 @@ def test_mmseg_encoder_decoder(tmp_path):
     assert whole.model_type == 'EncoderDecoder' and bb.model_type == 'MixVisionTransformer'
     assert whole.input_shape == (1, 3, 64, 96)  # padded to a multiple of 32 by the data preprocessor
     assert whole.macs > bb.macs > 0 and whole.params > bb.params
+
+
+# ------------------------------------------------------------------ host-repository (pkg::) configs
+SEGFORMER_B0 = 'mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py'
+POOLFORMER = 'mmseg::poolformer/fpn_poolformer_s12_8xb4-40k_ade20k-512x512.py'  # SyncBN + AmpOptimWrapper
+
+
+def _needs_mmseg():
+    if not (_has('mmseg') and _has('mmcv')):
+        pytest.skip('needs mmseg + mmcv')
+    try:
+        import mmseg.models  # noqa: F401
+    except Exception as err:  # e.g. a torch/torchvision mismatch
+        pytest.skip(f'mmseg.models does not import: {err}')
+
+
+def test_resolve_config_path(tmp_path):
+    from mmvit_ext.utils.flops import resolve_config_path
+    local = tmp_path / 'a.py'
+    local.write_text('x = 1\n')
+    assert resolve_config_path(str(local)) == str(local)
+    if not _has('mmseg'):
+        pytest.skip('needs mmseg')
+    path = resolve_config_path(SEGFORMER_B0)
+    assert osp.isfile(path) and path.endswith(osp.join('.mim', 'configs', 'segformer',
+                                                       'segformer_mit-b0_8xb2-160k_ade20k-512x512.py'))
+    with pytest.raises(FileNotFoundError, match=r'mmseg::segformer/nope\.py.*holds: segformer_mit-b0'):
+        resolve_config_path('mmseg::segformer/nope.py')
+    with pytest.raises(ValueError, match="unknown package 'mmfoo'"):
+        resolve_config_path('mmfoo::a/b.py')
+    with pytest.raises(ValueError, match='<pkg>::<dir>/<file>.py'):
+        resolve_config_path('mmseg::nofolder.py')
+
+
+def test_host_config_backbone_flops(tmp_path):
+    """``get_flops('mmseg::...')`` counts what a local config with that ``_base_`` counts (the way it used to be
+    done by hand)."""
+    _needs_mmseg()
+    direct = get_flops(SEGFORMER_B0, (64, 96), part='backbone', device='cpu')
+    wrapper = tmp_path / 'wrapper.py'
+    wrapper.write_text(f"_base_ = '{SEGFORMER_B0}'\n")
+    via_base = get_flops(str(wrapper), (64, 96), part='backbone', device='cpu')
+    assert direct.model_type == 'MixVisionTransformer' and direct.config == SEGFORMER_B0
+    assert direct.input_shape == (1, 3, 64, 96)
+    assert direct.macs == via_base.macs > 0 and direct.params == via_base.params == 3_319_392
+    assert not direct.uncounted_unknown
+
+
+def test_host_config_with_gpu_only_pieces_builds_on_cpu():
+    """mmseg's PoolFormer FPN config uses SyncBN and AmpOptimWrapper (which asserts a GPU when built)."""
+    _needs_mmseg()
+    from mmengine.config import Config
+
+    from mmvit_ext.utils.flops import build_model_from_cfg, load_config, resolve_config_path
+    raw = Config.fromfile(resolve_config_path(POOLFORMER))
+    assert raw.optim_wrapper.type == 'AmpOptimWrapper' and raw.model.decode_head.norm_cfg.type == 'SyncBN'
+    cfg = load_config(POOLFORMER)
+    assert cfg.optim_wrapper.type == 'OptimWrapper' and 'loss_scale' not in cfg.optim_wrapper
+    assert 'SyncBN' not in str(cfg.model.to_dict())
+    model = build_model_from_cfg(cfg, 'model')
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
+    res = get_flops(POOLFORMER, (64, 64), part='model', device='cpu')
+    assert res.model_type == 'EncoderDecoder' and res.macs > 0
+
+
+def test_get_flops_cli_host_config(capsys):
+    _needs_mmseg()
+    tool = _load_tool('get_flops')
+    res = tool.main([SEGFORMER_B0, '--shape', '64', '--part', 'backbone', '--device', 'cpu'])
+    out = capsys.readouterr().out
+    assert f'Config:       {SEGFORMER_B0}' in out and res.model_type == 'MixVisionTransformer'
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(['mmseg::segformer/nope.py', '--shape', '32'])
+    assert exit_info.value.code == 2
+    assert 'Config file not found: mmseg::segformer/nope.py' in capsys.readouterr().err

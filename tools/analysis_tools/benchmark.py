@@ -6,7 +6,9 @@
         [--threads T] [--device auto|cpu|cuda] [--no-flops] [--no-memory] [--json OUT] [--cfg-options k=v ...]
 
 With several configs the timed runs are interleaved (A B A B ...) in one process and ratios against the first
-config are printed, so comparisons survive a noisy machine. Peak memory is measured per config in a child process.
+config are printed, so comparisons survive a noisy machine. A CONFIG is a file or a host-repository config named as
+in ``_base_`` (``mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py``); SyncBN and ``AmpOptimWrapper`` are made
+CPU-friendly on loading. Peak memory is measured per config in a child process.
 ``--mode infer`` times ``model.eval()`` + ``torch.no_grad()`` forward; ``--mode train`` times forward + backward
 of a surrogate loss (no optimizer step). See ``mmvit_ext/utils/benchmark.py`` and ``docs/tools/benchmark.md``.
 """
@@ -23,7 +25,8 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Latency / throughput / memory / FLOPs benchmark of configs')
-    parser.add_argument('configs', nargs='+', metavar='CONFIG', help='config file(s); the first is the reference')
+    parser.add_argument('configs', nargs='+', metavar='CONFIG',
+                        help='config file(s) or host configs (mmdet::pvt/<file>.py); the first is the reference')
     parser.add_argument('--shape', type=int, nargs='+', default=[224, 224], help='input size "H W" (or one number)')
     parser.add_argument('--batch', type=int, default=1, help='images per timed run')
     parser.add_argument('--part', choices=['model', 'backbone'], default='model',

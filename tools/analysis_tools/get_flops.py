@@ -6,9 +6,11 @@
         [--show-table [--max-depth 3]] [--debug]
 
 Works for mmdet, mmseg and mmpretrain configs (each carries its own ``default_scope``) and for any config whose
-``model`` is registered. The input is a dummy batch of one ``3×H×W`` image; for ``--part model`` it goes through
-the model's data preprocessor and ``mode='tensor'`` forward (backbone + neck + heads, no post-processing), as the
-host repositories' ``get_flops.py`` do. Counting is MMEngine's ``FlopAnalyzer`` plus handles for
+``model`` is registered. CONFIG is a file or a host-repository config named as in ``_base_``, e.g.
+``mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py``; SyncBN and ``AmpOptimWrapper`` are made CPU-friendly on loading.
+The input is a dummy batch of one ``3×H×W`` image; for ``--part model`` it goes through the model's data
+preprocessor and ``mode='tensor'`` forward (backbone + neck + heads, no post-processing), as the host repositories'
+``get_flops.py`` do. Counting is MMEngine's ``FlopAnalyzer`` plus handles for
 ``scaled_dot_product_attention``, ``baddbmm``, broadcast ``matmul`` and ``cdist`` (see
 ``mmvit_ext/utils/flops.py`` and ``docs/tools/get_flops.md``).
 
@@ -28,7 +30,7 @@ def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(
         description='Params and FLOPs (GMACs) of a model or backbone built from a config')
-    parser.add_argument('config', help='config file path')
+    parser.add_argument('config', help='config file path, or a host config such as mmseg::swin/<file>.py')
     parser.add_argument('--shape', type=int, nargs='+', default=[224, 224],
                         help='input size "H W" (or one number for a square); papers use 224 (cls), '
                         '512 512 (seg), 800 1280 (det)')
