@@ -34,7 +34,8 @@ _TINY_SWIN = dict(embed_dims=8, depths=(2, 2, 2, 2), num_heads=(1, 1, 2, 2), win
 TINY_CFGS = {
     'P2T': dict(kwargs=dict(arch=dict(embed_dims=[16, 32, 40, 64], depths=[1, 2, 1, 1], num_heads=[1, 2, 5, 8],
                                       mlp_ratios=[2, 2, 2, 2]),
-                            drop_path_rate=0.)),
+                            # smaller pooling ratios than the official ones, so 64 px is above the minimum (33)
+                            pool_ratios=((8, 12), (4, 6), (2, 3), (1, 2)), drop_path_rate=0.)),
     'HourglassViT': dict(kwargs=dict(img_size=(64, 64), patch_size=8, embed_dims=16, num_layers=4, num_heads=2,
                                      mlp_ratio=2, out_indices=(1, 3), final_norm=True,
                                      expedite=dict(alpha=1, beta=2, cluster_shape=(4, 4), window=3, k=4)),
@@ -104,6 +105,19 @@ def test_forward_shapes_match_out_channels_and_strides(name, size):
         single = model(x[1:])
     for out, one in zip(outs, single):
         torch.testing.assert_close(out[1:], one, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_inputs_below_the_documented_minimum_raise(name):
+    """A backbone with ``min_input_size`` accepts exactly that size and rejects one pixel less, clearly."""
+    model = build(name).eval()
+    minimum = getattr(model, 'min_input_size', None)
+    if minimum is None:
+        pytest.skip(f'{name} declares no minimum input size')
+    with torch.no_grad():
+        model(torch.randn(1, 3, minimum, minimum + 3))
+        with pytest.raises(ValueError, match=f'at least {minimum}x{minimum} px'):
+            model(torch.randn(1, 3, minimum + 3, minimum - 1))
 
 
 @pytest.mark.parametrize('name', BACKBONES)

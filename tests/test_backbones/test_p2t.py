@@ -54,8 +54,8 @@ def _kv_token_counts(model, x):
     # 800x608: stage maps 200x152, 100x76, 50x38, 25x19 hit x.5 at every stage: 12.5 -> 12 and 9.5 -> 10
     # (floor(x + 0.5) would give 13 x 10 and count 479/479/479/683)
     ((800, 608), [469, 469, 469, 673]),
-    # below the official minimum (65 px): stage-4 map 2x2, round(2 / 4) = 0 is clamped to 1
-    ((64, 64), [4, 4, 4, 7]),
+    # the official minimum, 65 px: stage maps 17, 9, 5, 3; round(3 / 4) = 1
+    ((65, 65), [4, 7, 7, 15]),
 ])
 def test_kv_token_counts_in_the_model(size, expected):
     model = P2T(SMALL_ARCH).eval()
@@ -77,7 +77,7 @@ def test_kv_token_counts_at_dense_sizes(hw, expected):
     (223, [56, 28, 14, 7]),
     (225, [57, 29, 15, 8]),
     (100, [25, 13, 7, 4]),
-    (32, [8, 4, 2, 1]),
+    (65, [17, 9, 5, 3]),  # the smallest valid input
 ])
 def test_stage_sizes_follow_the_conv(size, expected):
     model = P2T(SMALL_ARCH).eval()
@@ -130,8 +130,9 @@ def test_pool_ratios_validation():
     with pytest.raises(ValueError, match='pool_ratios'):
         P2T(SMALL_ARCH, pool_ratios=[[1, 2]] * 3)
     model = P2T(SMALL_ARCH, pool_ratios=[[8]] * 4).eval()  # the single-pool ablation of the paper
-    counts, _ = _kv_token_counts(model, torch.randn(1, 3, 128, 128))
-    assert counts == [16, 4, 1, 1]
+    assert model.min_input_size == 129  # stage 4 needs round(H4 / 8) >= 1, i.e. H4 >= 5
+    counts, _ = _kv_token_counts(model, torch.randn(1, 3, 160, 160))  # stage maps 40, 20, 10, 5
+    assert counts == [25, 4, 1, 1]
 
 
 @pytest.fixture(scope='module')
@@ -167,3 +168,12 @@ def test_onnx_export_equals_eager(export_case):
     assert [tuple(o.shape) for o in outs] == [tuple(e.shape) for e in expected]
     for out, ref in zip(outs, expected):
         torch.testing.assert_close(torch.from_numpy(out), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_minimum_input_size_is_65_and_depends_on_out_indices():
+    """Below 65 px the official model crashes on an empty pooled map; ours names the minimum instead."""
+    model = P2T('tiny').eval()
+    assert model.min_input_size == 65
+    with pytest.raises(ValueError, match=r'at least 65x65 px, got 64x300'):
+        model(torch.randn(1, 3, 64, 300))
+    assert P2T('tiny', out_indices=(0, 1, 2)).min_input_size == 49  # stage 4 not computed: stage 1-3 limits

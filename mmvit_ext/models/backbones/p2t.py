@@ -10,7 +10,8 @@ What differs from the official implementation (outputs are equal for any input w
 
 * one backbone for every task (``out_indices``, ``frozen_stages``, ``norm_eval``, ``with_cp``, strict
   ``init_cfg=Pretrained`` loading with on-the-fly key conversion) instead of three task copies;
-* pooled sizes are clamped to >= 1, so inputs below 65 px a side work (the official code fails there);
+* inputs smaller than the smallest valid size (65 px a side for all four stages; the official code crashes with
+  an empty pooled map there) raise a ``ValueError`` that names the minimum, instead of a deep shape error;
 * H, W always come from the patch-embedding conv, so any input size works for dense tasks (the official det/seg
   copies need multiples of 32);
 * pooled sizes are Python ints, so ``torch.jit.trace`` and ONNX export work;
@@ -235,7 +236,20 @@ class P2T(BaseViTBackbone):
                 attn_drop_rate=attn_drop_rate,
                 recompute_act=recompute_act)
             for i, rates in enumerate(drop_path_schedule(drop_path_rate, arch['depths'])))
+        self.min_input_size = self._min_input_size(pool_ratios)
         self._freeze_stages()
+
+    def _min_input_size(self, pool_ratios) -> int:
+        """Smallest input side for which every pooled map of the computed stages is non-empty.
+
+        Stage i needs ``round(H_i / r) >= 1`` for its largest ratio r, i.e. ``H_i >= r // 2 + 1`` (Python's round
+        sends 0.5 to 0); ``H_i = ceil(H_{i-1} / patch_size)``, inverted here. The official ratios give 65.
+        """
+        need = 1
+        for i in reversed(range(self.out_indices[-1] + 1)):
+            need = max(need, max(pool_ratios[i]) // 2 + 1)
+            need = (need - 1) * self.patch_sizes[i] + 1  # smallest H_{i-1} with ceil(H_{i-1} / p) >= need
+        return need
 
     def _frozen_modules(self):
         """P2T has no separate stem: ``frozen_stages=0`` freezes the first patch embedding."""
@@ -251,6 +265,12 @@ class P2T(BaseViTBackbone):
             tuple[Tensor]: For each of ``out_indices``, a contiguous (B, C_i, ceil(H / s_i), ceil(W / s_i)) map with
             C_i = ``embed_dims[i]`` and s_i = 4, 8, 16, 32.
         """
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        if min(height, width) < self.min_input_size:
+            raise ValueError(
+                f'P2T needs inputs of at least {self.min_input_size}x{self.min_input_size} px, got {height}x{width}: '
+                'smaller maps leave an empty pyramid-pooling grid in the last stage. Resize or pad the input '
+                '(e.g. a Resize or Pad transform in the pipeline).')
         outs = []
         for i, stage in enumerate(self.stages[:self.out_indices[-1] + 1]):
             x = stage(x, with_cp=self.with_cp)
