@@ -375,25 +375,6 @@ def resolve_config_path(config: str) -> str:
     return path
 
 
-# Norm layers that need a process group (or a GPU) and are replaced by BN for the analysis tools.
-_SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'TorchSyncBN')
-
-
-def _replace_sync_bn(obj: Any) -> int:
-    """Replace SyncBN norm types by ``BN`` in place in a nested config; returns how many were replaced."""
-    count = 0
-    if isinstance(obj, dict):
-        if obj.get('type') in _SYNC_BN_TYPES:
-            obj['type'] = 'BN'
-            count += 1
-        for value in obj.values():
-            count += _replace_sync_bn(value)
-    elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            count += _replace_sync_bn(value)
-    return count
-
-
 def make_analysis_friendly(cfg) -> List[str]:
     """Remove GPU/distributed-only pieces that do not change the analysed network; returns what was changed.
 
@@ -403,8 +384,9 @@ def make_analysis_friendly(cfg) -> List[str]:
     * ``optim_wrapper.type='AmpOptimWrapper'`` (which asserts a GPU when built) becomes ``OptimWrapper``.
       The tools never build an optimizer and time the network in float32; this only keeps a reused config safe.
     """
+    from mmvit_ext.utils.launch import replace_syncbn
     changes = []
-    if cfg.get('model') is not None and _replace_sync_bn(cfg.model):
+    if cfg.get('model') is not None and replace_syncbn(cfg.model):
         changes.append('SyncBN -> BN in model')
     optim_wrapper = cfg.get('optim_wrapper')
     if isinstance(optim_wrapper, dict) and optim_wrapper.get('type') == 'AmpOptimWrapper':

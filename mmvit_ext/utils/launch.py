@@ -12,7 +12,8 @@ from typing import Iterator, List, Optional, Tuple
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the tools)
 
 __all__ = [
-    'UserError', 'load_config', 'check_dataset_paths', 'check_pretrained_paths', 'setup_amp', 'setup_cpu_distributed', 'user_errors',
+    'UserError', 'load_config', 'check_dataset_paths', 'check_pretrained_paths', 'replace_syncbn', 'setup_amp',
+    'setup_cpu_distributed', 'user_errors',
     'load_checkpoint_strict'
 ]
 
@@ -123,7 +124,7 @@ def check_pretrained_paths(cfg: Config) -> None:
             f'scratch with --cfg-options {init_key}=None')
 
 
-def _replace_syncbn(obj) -> int:
+def replace_syncbn(obj) -> int:
     """Replace ``SyncBN`` norm types by ``BN`` in place; returns how many were replaced."""
     count = 0
     if isinstance(obj, dict):
@@ -131,10 +132,10 @@ def _replace_syncbn(obj) -> int:
             obj['type'] = 'BN'
             count += 1
         for value in obj.values():
-            count += _replace_syncbn(value)
+            count += replace_syncbn(value)
     elif isinstance(obj, (list, tuple)):
         for value in obj:
-            count += _replace_syncbn(value)
+            count += replace_syncbn(value)
     return count
 
 
@@ -165,7 +166,7 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
     wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
-    if _replace_syncbn(cfg.model):
+    if replace_syncbn(cfg.model):
         print('[mmvit_ext] CPU distributed run: SyncBN replaced by BN (DDP supports SyncBN on GPUs only).')
     return True
 

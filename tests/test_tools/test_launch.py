@@ -6,7 +6,7 @@ from mmengine.config import Config
 from mmengine.registry import OPTIM_WRAPPERS
 
 import mmvit_ext  # noqa: F401
-from mmvit_ext.utils.launch import (UserError, _replace_syncbn, check_dataset_paths, ensure_cpu_compatible,
+from mmvit_ext.utils.launch import (UserError, replace_syncbn, check_dataset_paths, ensure_cpu_compatible,
                                     load_checkpoint_strict, load_config, setup_amp, user_errors)
 
 
@@ -47,10 +47,10 @@ def test_dataset_paths_missing_ann_and_prefix_in_wrapped_dataset(tmp_path):
     assert 'train_dataloader.dataset.dataset.data_prefix.img' in str(err.value)
 
 
-def test_replace_syncbn_recursively():
+def testreplace_syncbn_recursively():
     model = dict(backbone=dict(norm_cfg=dict(type='SyncBN', requires_grad=True)),
                  heads=[dict(norm_cfg=dict(type='SyncBN')), dict(norm_cfg=dict(type='GN'))])
-    assert _replace_syncbn(model) == 2
+    assert replace_syncbn(model) == 2
     assert model['backbone']['norm_cfg']['type'] == 'BN' and model['heads'][1]['norm_cfg']['type'] == 'GN'
 
 
