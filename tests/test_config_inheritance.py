@@ -25,6 +25,8 @@ model = MODELS.build(cfg.model)
 mim = osp.join(osp.dirname(mmvit_ext.__file__), '.mim', 'configs')
 print('package', osp.dirname(mmvit_ext.__file__))
 print('linked', osp.islink(mim))
+scopes = {h.get('_scope_') for h in cfg.default_hooks.values()} | {cfg.optim_wrapper.get('_scope_')}
+print('scopes', sorted(map(str, scopes)))
 print('result', cfg.default_scope, cfg.train_dataloader.batch_size, cfg.model.backbone.arch,
       type(model.backbone).__name__, model.bbox_head.num_classes, list(model.neck.in_channels))
 """
@@ -44,6 +46,8 @@ def test_editable_install_resolves_mmvit_ext_bases(tmp_path):
     assert EXPECTED in stdout
     assert f'package {osp.join(ROOT, "mmvit_ext")}' in stdout
     assert 'linked True' in stdout, 'an editable install links configs/ into mmvit_ext/.mim'
+    # types defined in our configs stay in the host scope (mmdet), not _scope_='mmvit_ext'
+    assert "'mmvit_ext'" not in stdout.split('scopes')[1].splitlines()[0]
 
 
 def test_without_import_the_prefix_is_unknown(tmp_path):

@@ -40,17 +40,26 @@ def parse_args(argv=None):
     return args
 
 
+VISUALIZATION_HOOKS = dict(mmdet='DetVisualizationHook', mmseg='SegVisualizationHook', mmpretrain='VisualizationHook')
+
+
 def _enable_visualization(cfg, show_dir, wait_time):
-    hooks = cfg.default_hooks
+    hooks = cfg.setdefault('default_hooks', {})
     name = next((k for k in ('visualization', 'visualizer') if k in hooks), None)
-    if name is None:
-        raise UserError('--show-dir: the config has no visualization hook in default_hooks')
-    hooks[name]['draw'] = True
-    hooks[name]['show'] = False
-    hooks[name]['wait_time'] = wait_time
-    # mmdet/mmseg hooks take test_out_dir; mmpretrain's takes out_dir
-    hooks[name]['out_dir' if hooks[name].get('type') == 'VisualizationHook' and cfg.default_scope == 'mmpretrain'
-               else 'test_out_dir'] = show_dir
+    if name is None:  # configs without one get their host library's hook
+        if cfg.get('default_scope') not in VISUALIZATION_HOOKS:
+            raise UserError('--show-dir: the config has no visualization hook in default_hooks and no '
+                            f'default_scope among {sorted(VISUALIZATION_HOOKS)}')
+        name = 'visualization'
+        hooks[name] = dict(type=VISUALIZATION_HOOKS[cfg.default_scope])
+    hook, scope = hooks[name], cfg.get('default_scope')
+    if scope == 'mmpretrain':  # VisualizationHook(enable, out_dir): out_dir is relative to the work dir
+        hook.update(enable=True, show=False, out_dir=show_dir)
+    elif scope == 'mmseg':  # SegVisualizationHook draws every `interval`-th batch through the visualizer's save_dir
+        hook.update(draw=True, show=False, wait_time=wait_time, interval=1)
+        cfg.visualizer['save_dir'] = show_dir
+    else:  # mmdet: DetVisualizationHook(test_out_dir) under WORK_DIR/TIMESTAMP
+        hook.update(draw=True, show=False, wait_time=wait_time, test_out_dir=show_dir)
 
 
 def main(argv=None):

@@ -8,6 +8,11 @@ their files under ``<installed path>/.mim/``. Importing :mod:`mmvit_ext` calls :
   the path from the distribution's location, which is wrong for editable (PEP 660) installs, whose
   ``dist-info`` sits in site-packages while the code stays in the source tree.
 
+* keeps the types of an ``mmvit_ext::`` base in the config's own ``default_scope``. Our configs are mmdet / mmseg /
+  mmpretrain configs; MMEngine would stamp ``_scope_='mmvit_ext'`` on every typed dict they define (hooks, datasets,
+  schedulers...), and host-only types such as ``SegVisualizationHook`` would then not be found. Inheriting
+  ``mmvit_ext::x.py`` thus behaves exactly like using ``x.py`` directly.
+
 A downstream repository therefore needs one line before it parses a config: ``import mmvit_ext`` (our tools do it;
 in a host repo's ``tools/train.py`` or via ``python -c``).
 """
@@ -48,3 +53,17 @@ def register_mim_package() -> None:
     config_utils.MODULE2PACKAGE.setdefault(PACKAGE, PACKAGE)
     for module in (package_utils, mmengine_utils, config_module):
         _patch_installed_path(module)
+    _patch_base_scope(config_module.Config)
+
+
+def _patch_base_scope(config_cls) -> None:
+    original = config_cls._get_cfg_path
+    if getattr(original, '_mmvit_ext_patched', False):
+        return
+
+    def _get_cfg_path(cfg_path: str, filename: str):
+        path, scope = original(cfg_path, filename)
+        return path, (None if scope == PACKAGE else scope)
+
+    _get_cfg_path._mmvit_ext_patched = True
+    config_cls._get_cfg_path = staticmethod(_get_cfg_path)

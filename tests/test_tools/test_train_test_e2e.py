@@ -94,10 +94,13 @@ def test_train_writes_checkpoints_and_metrics(trained):
 @pytest.mark.slow
 def test_test_tool_reports_miou_and_dumps_predictions(trained, downstream):
     out = run_tool([PY, osp.join(ROOT, 'tools/test.py'), 'demo_small.py', str(trained / 'iter_4.pth'),
-                    '--work-dir', str(trained / 'eval'), '--out', str(trained / 'preds.pkl')], downstream)
+                    '--work-dir', str(trained / 'eval'), '--out', str(trained / 'preds.pkl'),
+                    '--show-dir', str(trained / 'vis')], downstream)
     miou = re.search(r'Test results: .*mIoU: ([0-9.]+)', out.stdout)
     assert miou and 0.0 <= float(miou.group(1)) <= 100.0, out.stdout[-2000:]
     assert (trained / 'preds.pkl').stat().st_size > 0
+    painted = list((trained / 'vis').rglob('*.png'))
+    assert len(painted) == 4, painted  # every validation image, painted with its prediction
 
 
 @pytest.mark.slow
