@@ -412,12 +412,8 @@ def load_config(config: str, cfg_options: Optional[dict] = None):
         FileNotFoundError: If ``config`` does not exist.
         ValueError: For an unusable ``pkg::`` name.
     """
-    import mmvit_ext  # noqa: F401  (registers models and the ``mmvit_ext::`` config prefix)
-    from mmengine.config import Config
-
-    cfg = Config.fromfile(resolve_config_path(config))
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    from mmvit_ext.utils.launch import load_config as load_tool_config  # imports mmvit_ext (mmvit_ext:: bases)
+    cfg = load_tool_config(resolve_config_path(config), cfg_options)
     make_analysis_friendly(cfg)
     return cfg
 
@@ -452,14 +448,14 @@ def build_model_from_cfg(cfg, part: str = 'model') -> nn.Module:
     return revert_sync_batchnorm(model)
 
 
-def _flatten_tensors(obj: Any) -> List[torch.Tensor]:
+def flatten_tensors(obj: Any) -> List[torch.Tensor]:
     """All tensors in a nested tuple/list/dict (in order), for JIT-traceable outputs."""
     if isinstance(obj, torch.Tensor):
         return [obj]
     if isinstance(obj, (list, tuple)):
-        return [t for o in obj for t in _flatten_tensors(o)]
+        return [t for o in obj for t in flatten_tensors(o)]
     if isinstance(obj, dict):
-        return [t for o in obj.values() for t in _flatten_tensors(o)]
+        return [t for o in obj.values() for t in flatten_tensors(o)]
     return []
 
 
@@ -503,7 +499,7 @@ class TensorForward(nn.Module):
             out = self.model(images)
         if self.mode == 'predict':
             return out
-        tensors = _flatten_tensors(out)
+        tensors = flatten_tensors(out)
         if not tensors:
             raise RuntimeError(f'{type(self.model).__name__} returned no tensors ({type(out).__name__})')
         return tuple(tensors)

@@ -207,17 +207,10 @@ def make_inputs(model, scope, images):
     return inputs, samples
 
 
-def _tensors(obj):
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (list, tuple)):
-        return [t for o in obj for t in _tensors(o)]
-    return []
-
-
 def _feature_maps(outputs):
     """The (B, C, H, W) maps among backbone outputs (class tokens dropped)."""
-    return [t for t in _tensors(outputs) if t.dim() == 4]
+    from mmvit_ext.utils.flops import flatten_tensors
+    return [t for t in flatten_tensors(outputs) if t.dim() == 4]
 
 
 class _Runner:
