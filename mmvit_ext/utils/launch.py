@@ -67,7 +67,7 @@ def check_dataset_paths(cfg: Config, loaders=('train_dataloader', 'val_dataloade
 
     Without this the error surfaces as a traceback from deep inside a dataset class after the model is built.
     """
-    problems: List[str] = []
+    problems: List[Tuple[str, str]] = []  # (dataset key, what is wrong)
     for loader in loaders:
         loader_cfg = cfg.get(loader)
         if not loader_cfg or 'dataset' not in loader_cfg:
@@ -75,23 +75,23 @@ def check_dataset_paths(cfg: Config, loaders=('train_dataloader', 'val_dataloade
         for key, ds in _iter_datasets(loader_cfg['dataset'], f'{loader}.dataset'):
             root = ds.get('data_root') or ''
             if root and not osp.isdir(root):
-                problems.append(f'{key}.data_root = {root!r} is not a directory')
+                problems.append((key, f'{key}.data_root = {root!r} is not a directory'))
                 continue
             ann = ds.get('ann_file') or ''
             if ann:
                 ann_path = ann if osp.isabs(ann) else osp.join(root, ann)
                 if not osp.exists(ann_path):
-                    problems.append(f'{key}.ann_file: {ann_path!r} does not exist')
+                    problems.append((key, f'{key}.ann_file: {ann_path!r} does not exist'))
             prefix = ds.get('data_prefix') or {}
             for name, sub in (prefix.items() if isinstance(prefix, dict) else []):
                 if isinstance(sub, str) and sub:
                     sub_path = sub if osp.isabs(sub) else osp.join(root, sub)
                     if not osp.isdir(sub_path):
-                        problems.append(f'{key}.data_prefix.{name}: {sub_path!r} is not a directory')
+                        problems.append((key, f'{key}.data_prefix.{name}: {sub_path!r} is not a directory'))
     if problems:
-        first_key = problems[0].split(' ')[0].split('.data_')[0].split('.ann_file')[0]
+        first_key = problems[0][0]
         raise UserError(
-            'dataset not found:\n  ' + '\n  '.join(problems) +
+            'dataset not found:\n  ' + '\n  '.join(text for _, text in problems) +
             f'\nPrepare it as described in {DOCS_DATASETS} (python tools/misc/make_demo_data.py data/demo makes the '
             f'demo data), or point the config at it, e.g. --cfg-options {first_key}.data_root=/path/to/dataset/')
 
