@@ -49,3 +49,40 @@ def test_unscoped_name_is_not_found_from_host_scope():
     init_default_scope('mmseg')
     with pytest.raises(KeyError, match='P2T is not in the mmseg::model registry'):
         SEG_MODELS.build(dict(type='P2T'))
+
+
+HOST_PACKAGES = ('mmdet', 'mmseg', 'mmpretrain', 'torchvision')
+
+
+def _run(code):
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_native_backbone_imports_no_host_package():
+    """``import mmvit_ext`` and building P2T import only torch, mmcv and mmengine (fresh process)."""
+    code = ('import sys\nimport mmvit_ext\nfrom mmvit_ext.registry import MODELS\n'
+            "m = MODELS.build(dict(type='mmvit_ext.P2T', arch='tiny'))\n"
+            "MODELS.get('P2T')\n"
+            f'print(sorted(p for p in {HOST_PACKAGES!r} if p in sys.modules))\n'
+            "print('mmvit_ext.models.hosts' in sys.modules)\n")
+    assert _run(code).split() == ['[]', 'False']
+
+
+def test_host_wrapper_is_imported_on_first_lookup():
+    """The Expedite wrappers are reached by name from a host scope, without any import of ours (fresh process)."""
+    code = ('import sys\nfrom mmengine.registry import init_default_scope\nfrom mmseg.registry import MODELS\n'
+            "init_default_scope('mmseg')\n"
+            "m = MODELS.build(dict(type='mmvit_ext.HourglassViT', img_size=(32, 32), patch_size=8, embed_dims=16,\n"
+            '                      num_layers=2, num_heads=2, expedite=dict(alpha=1, cluster_shape=(2, 2))))\n'
+            "print(type(m).__module__)\n")
+    assert _run(code).strip().endswith('mmvit_ext.models.hosts.expedite')
+
+
+def test_host_modules_table_is_what_the_hosts_register():
+    from mmvit_ext.registry import HOST_MODULES
+    MODELS.import_hosts()
+    hosts = {name: cls.__module__ for name, cls in MODELS.module_dict.items()
+             if cls.__module__.startswith('mmvit_ext.models.hosts.')}
+    assert hosts == HOST_MODULES

@@ -1,4 +1,5 @@
-"""One battery over every backbone registered in ``mmvit_ext.registry.MODELS``.
+"""One battery over every backbone registered in ``mmvit_ext.registry.MODELS``, plus two unregistered toy
+backbones (``toy_backbones.py``) that bring BatchNorms and parallel branches, which no family has yet.
 
 A new family must add a tiny config to ``TINY_CFGS`` (``test_every_registered_backbone_has_a_tiny_cfg`` fails
 otherwise). Entry keys:
@@ -14,15 +15,15 @@ import math
 
 import pytest
 import torch
+import torch.utils.checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmvit_ext.models  # noqa: F401  (registration)
 from mmvit_ext.registry import MODELS
+from toy_backbones import ToyBNChain, ToyBranches  # tests/test_backbones is on sys.path (rootdir conftest)
 
-# Wrappers of mmseg/mmdet backbones keep the host's API (no out_channels, arch or validated frozen_stages).
+# Wrappers of mmseg/mmdet backbones keep the host's API (no arch table, no validated frozen_stages/out_indices).
 _HOST_API_SKIPS = dict(
-    test_forward_shapes_match_out_channels_and_strides='host API without out_channels/out_strides; shapes are '
-    'checked in test_expedite.py',
     test_out_indices_select_and_normalise='host out_indices, not normalised',
     test_frozen_stages='host frozen_stages (none in mmseg ViT; not validated)',
     test_norm_eval='host norm_eval (mmseg ViT puts LayerNorm in eval; Swin has none)',
@@ -42,19 +43,24 @@ TINY_CFGS = {
                          skip=_HOST_API_SKIPS),
     'HourglassSwin': dict(kwargs=_TINY_SWIN, skip=_HOST_API_SKIPS),
     'HourglassSwinDet': dict(kwargs=_TINY_SWIN, skip=_HOST_API_SKIPS),
+    # not registered: built from TOYS
+    'ToyBNChain': dict(kwargs=dict(arch='tiny')),
+    'ToyBranches': dict(kwargs=dict(arch='tiny')),
 }
+TOYS = {'ToyBNChain': ToyBNChain, 'ToyBranches': ToyBranches}
 # yapf: enable
 SIZES = [(64, 64), (67, 93)]
 
 
 def registered_backbones():
-    MODELS.import_from_location()  # families registered lazily through the registry's ``locations``
+    MODELS.import_from_location()  # native families
+    MODELS.import_hosts()  # host wrappers, imported on first lookup otherwise
     return sorted(name for name, cls in MODELS.module_dict.items()
-                  if cls.__module__.startswith('mmvit_ext.models.backbones.'))
+                  if cls.__module__.startswith(('mmvit_ext.models.backbones.', 'mmvit_ext.models.hosts.')))
 
 
 # Only backbones with an entry are parametrized; the others fail once, in the first test below.
-BACKBONES = [name for name in registered_backbones() if name in TINY_CFGS]
+BACKBONES = [name for name in registered_backbones() if name in TINY_CFGS] + sorted(TOYS)
 
 
 @pytest.fixture(autouse=True)
@@ -65,10 +71,12 @@ def _skip_if_declared(request):
         pytest.skip(f'{name}: {reason}')
 
 
-def build(name, **overrides):
+def build(name, seed=0, **overrides):
     kwargs = copy.deepcopy(TINY_CFGS[name]['kwargs'])
     kwargs.update(overrides)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
+    if name in TOYS:
+        return TOYS[name](**kwargs)
     return MODELS.build(dict(type=name, **kwargs))
 
 
@@ -123,17 +131,19 @@ def test_inputs_below_the_documented_minimum_raise(name):
 @pytest.mark.parametrize('name', BACKBONES)
 def test_out_indices_select_and_normalise(name):
     full = build(name).eval()
-    n = full.num_stages
-    picked = build(name, out_indices=(-1, 1)).eval()
-    assert picked.out_indices == (1, n - 1)
-    assert picked.out_channels == (full.stage_channels[1], full.stage_channels[-1])
-    assert picked.out_strides == (full.stage_strides[1], full.stage_strides[-1])
-    picked.load_state_dict(full.state_dict())
+    n = len(full.feature_channels)
+    assert n == len(full.feature_strides) == len(full.out_indices) >= 2
+    picked = build(name, out_indices=(-1, 0)).eval()
+    assert picked.out_indices == (0, n - 1)
+    assert picked.out_channels == (full.feature_channels[0], full.feature_channels[-1])
+    assert picked.out_strides == (full.feature_strides[0], full.feature_strides[-1])
+    result = picked.load_state_dict(full.state_dict())
+    assert not result.missing_keys and not result.unexpected_keys
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         all_outs, some = full(x), picked(x)
     assert len(some) == 2
-    torch.testing.assert_close(some[0], all_outs[1])
+    torch.testing.assert_close(some[0], all_outs[0])
     torch.testing.assert_close(some[1], all_outs[n - 1])
     assert build(name, out_indices=0).out_indices == (0, )
 
@@ -149,17 +159,33 @@ def test_backward_reaches_every_parameter(name):
     assert not no_grad, f'parameters without gradient: {no_grad}'
 
 
+def _count_saved_tensors(model, x):
+    """Outputs of ``model(x)`` and how many tensors autograd saved for backward outside checkpointed regions."""
+    count = 0
+
+    def pack(tensor):
+        nonlocal count
+        count += 1
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        outs = model(x)
+    return outs, count
+
+
 @pytest.mark.parametrize('name', BACKBONES)
 def test_with_cp_same_outputs_and_gradients(name):
     results = []
     for with_cp in (False, True):
         model = build(name, with_cp=with_cp).train()
         x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0), requires_grad=True)
-        outs = model(x)
+        outs, saved = _count_saved_tensors(model, x)
         sum(o.pow(2).mean() for o in outs).backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters()}
-        results.append(([o.detach() for o in outs], grads, x.grad.clone()))
-    (outs0, grads0, xg0), (outs1, grads1, xg1) = results
+        results.append(([o.detach() for o in outs], grads, x.grad.clone(), saved))
+    (outs0, grads0, xg0, saved0), (outs1, grads1, xg1, saved1) = results
+    # checkpointing really ran: the blocks' activations are recomputed in backward instead of being kept
+    assert saved1 < saved0 / 2, f'with_cp=True kept {saved1} tensors for backward, with_cp=False {saved0}'
     for a, b in zip(outs0, outs1):
         torch.testing.assert_close(a, b)
     assert grads0.keys() == grads1.keys()
@@ -192,6 +218,14 @@ def test_frozen_stages(name):
             build(name, frozen_stages=bad)
 
 
+def test_battery_covers_batchnorm_and_branches():
+    """norm_eval and outputs that are not stages are only tested if some backbone of the battery has them."""
+    with_bn = [name for name in BACKBONES if any(isinstance(m, _BatchNorm) for m in build(name).modules())]
+    assert 'ToyBNChain' in with_bn and 'ToyBranches' in with_bn
+    branches = build('ToyBranches')
+    assert branches.num_outputs == len(branches.feature_channels) and len(branches.stages) == branches.num_stages
+
+
 @pytest.mark.parametrize('name', BACKBONES)
 def test_norm_eval(name):
     model = build(name, norm_eval=True).train()
@@ -200,8 +234,18 @@ def test_norm_eval(name):
     assert all(not m.training for m in bns)
     others = [m for m in model.modules() if not isinstance(m, _BatchNorm)]
     assert all(m.training for m in others)
+    if bns:  # frozen statistics: a train-mode forward leaves the running stats alone
+        before = [m.running_mean.clone() for m in bns]
+        with torch.no_grad():
+            model(torch.randn(2, 3, 64, 64))
+        assert all(torch.equal(b, m.running_mean) for b, m in zip(before, bns))
     model = build(name, norm_eval=False).train()
     assert all(m.training for m in model.modules())
+    if bns:
+        with torch.no_grad():
+            model(torch.randn(2, 3, 64, 64))
+        assert any(not torch.equal(m.running_mean, torch.zeros_like(m.running_mean))
+                   for m in model.modules() if isinstance(m, _BatchNorm))
 
 
 @pytest.mark.parametrize('name', BACKBONES)
@@ -210,8 +254,7 @@ def test_state_dict_round_trip_is_strict_and_has_no_shared_duplicates(name):
     state = src.state_dict()
     # a module shared by several blocks (P2T's pool convs) must be stored once, not once per block
     assert len({v.data_ptr() for v in state.values()}) == len(state)
-    torch.manual_seed(123)
-    dst = MODELS.build(dict(type=name, **TINY_CFGS[name]['kwargs'])).eval()
+    dst = build(name, seed=123).eval()
     assert not all(torch.equal(state[k], v) for k, v in dst.state_dict().items())
     result = dst.load_state_dict(state, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
@@ -223,19 +266,20 @@ def test_state_dict_round_trip_is_strict_and_has_no_shared_duplicates(name):
 
 @pytest.mark.parametrize('name', BACKBONES)
 def test_bad_arguments_raise(name):
-    cls = MODELS.get(name)
+    cls = TOYS.get(name) or MODELS.get(name)
     with pytest.raises(ValueError, match='unknown arch .*choose one of'):
         build(name, arch='no-such-arch')
-    arch = copy.deepcopy(TINY_CFGS[name]['kwargs']['arch'])
+    arch = cls.resolve_arch(TINY_CFGS[name]['kwargs']['arch'])
     with pytest.raises(ValueError, match='exactly the keys'):
         build(name, arch={**arch, 'bogus': 1})
     key = sorted(cls.essential_keys)[0]
     with pytest.raises(ValueError, match='exactly the keys'):
         build(name, arch={k: v for k, v in arch.items() if k != key})
-    per_stage = sorted(cls.per_stage_keys)[0]
-    with pytest.raises(ValueError, match='one entry per stage'):
+    per_stage = sorted(cls.per_stage_keys or cls.essential_keys)[0]
+    with pytest.raises(ValueError, match='one entry per (stage|branch)'):
         build(name, arch={**arch, per_stage: arch[per_stage][:-1]})
-    for bad in [(cls.num_stages, ), (0, 0), (-cls.num_stages - 1, ), ()]:
+    n = len(build(name).feature_channels)
+    for bad in [(n, ), (0, 0), (-n - 1, ), ()]:
         with pytest.raises(ValueError, match='out_indices'):
             build(name, out_indices=bad)
     with pytest.raises(TypeError):

@@ -12,8 +12,8 @@ from mmdet.models.backbones import SwinTransformer as DetSwin
 from mmseg.models.backbones import SwinTransformer, VisionTransformer
 from mmseg.registry import MODELS as MMSEG_MODELS
 
-from mmvit_ext.models.backbones.expedite import (HourglassSwin, HourglassSwinDet, HourglassViT,
-                                                  _relative_position_index, _shift_mask)
+from mmvit_ext.models.hosts.expedite import HourglassSwin, HourglassSwinDet, HourglassViT
+from mmvit_ext.models.layers import relative_position_index, shift_window_mask, window_attention
 from mmvit_ext.models.layers.token_ops import TokenClustering, TokenReconstruction
 from mmvit_ext.registry import MODELS
 
@@ -33,13 +33,15 @@ def build_pair(host_cls, wrapper_cls, host_cfg, expedite, seed=0):
             if 'relative_position_bias_table' in name:
                 p.normal_(0, 1)
     wrapper = wrapper_cls(**host_cfg, expedite=expedite)
-    assert wrapper.load_state_dict(host.state_dict(), strict=True)
+    result = wrapper.load_state_dict(host.state_dict(), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
     host.eval()
     wrapper.eval()
     return host, wrapper
 
 
 def assert_outputs_equal(outs, ref):
+    assert isinstance(outs, tuple), 'every mmvit_ext backbone returns a tuple'
     assert len(outs) == len(ref)
     for out, r in zip(outs, ref):
         assert torch.equal(out, r)
@@ -162,13 +164,22 @@ def test_swin_window_attention_and_index_match_host():
     host, swin = build_pair(SwinTransformer, HourglassSwin, SWIN, dict(alpha=5, cluster_shape=2))
     block = host.stages[1].blocks[1]  # a shifted block
     w_msa = block.attn.w_msa
-    assert torch.equal(_relative_position_index(4), w_msa.relative_position_index)
+    assert torch.equal(relative_position_index(4), w_msa.relative_position_index)
     bias = w_msa.relative_position_bias_table[w_msa.relative_position_index.view(-1)].view(16, 16, -1).permute(2, 0, 1)
     x = torch.randn(2, 7 * 10, 16)  # padded to 8 x 12
     with torch.no_grad():
         ref = block.attn(x, (7, 10))
-        out = swin._window_attention(block.attn, x, (7, 10), 4, 2, bias, 2)
-    assert torch.equal(out, ref)
+        # NOTE: the shared window attention runs one fused sdpa call: equal to the host's eager math to rounding
+        out = window_attention(x, (7, 10), qkv=w_msa.qkv, proj=w_msa.proj, num_heads=w_msa.num_heads, window_size=4,
+                               scale=w_msa.scale, rel_pos_bias=bias, shift_size=2)
+        regular = host.stages[1].blocks[0].attn  # an unshifted block
+        r_msa = regular.w_msa
+        r_bias = r_msa.relative_position_bias_table[r_msa.relative_position_index.view(-1)].view(16, 16, -1)
+        unshifted = window_attention(x, (7, 10), qkv=r_msa.qkv, proj=r_msa.proj, num_heads=r_msa.num_heads,
+                                     window_size=4, scale=r_msa.scale, rel_pos_bias=r_bias.permute(2, 0, 1))
+        ref_unshifted = regular(x, (7, 10))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(unshifted, ref_unshifted, rtol=1e-5, atol=1e-6)
 
 
 def test_swin_clustered_bias_and_shift_mask():
@@ -185,7 +196,7 @@ def test_swin_clustered_bias_and_shift_mask():
         w_msa.relative_position_bias_table.fill_(0.25)
     assert torch.allclose(swin._clustered_bias(w_msa), torch.full((2, 4, 4), 0.25))
     # shifted-window mask: regions [0, -4), [-4, -1), [-1, end) on an 8 x 8 grid with window 4, shift 1
-    mask = _shift_mask((8, 8), 4, 1, torch.device('cpu'))
+    mask = shift_window_mask((8, 8), 4, 1)
     assert mask.shape == (4, 16, 16) and (mask[0] == 0).all()
     last = torch.tensor([0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 2, 2, 2, 3])  # region of each token, bottom-right window
     assert torch.equal(mask[3] == 0, last[:, None] == last[None, :])

@@ -1,8 +1,8 @@
-"""Backbones. Importing this package registers the families that need only torch/mmcv/mmengine.
+"""Native backbones: importing this package registers the families, which need only torch, mmcv and mmengine.
 
-``expedite`` (hourglass wrappers of mmseg's/mmdet's ViT and Swin) imports the host libraries, so it is not
-imported here: the registry's ``locations`` import it when a ``type='mmvit_ext.Hourglass*'`` is first built, and
-``import mmvit_ext`` stays free of mmdet/mmseg/mmpretrain (and torchvision).
+Wrappers of host-library backbones live in :mod:`mmvit_ext.models.hosts` and are imported on their first lookup
+(see :mod:`mmvit_ext.registry`), so ``import mmvit_ext`` and building a native backbone stay free of
+mmdet/mmseg/mmpretrain (and torchvision).
 """
 from .base import BaseViTBackbone  # noqa: F401
 from .p2t import P2T  # noqa: F401

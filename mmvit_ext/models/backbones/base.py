@@ -1,18 +1,26 @@
 """``BaseViTBackbone``: the contract every mmvit_ext backbone shares.
 
-Written for mmvit_ext after mmpretrain's ``arch``/``out_indices``/``frozen_stages``/``norm_eval`` conventions
-(github open-mmlab/mmpretrain, Apache-2.0) and timm's strict, idempotent checkpoint filtering. No code is copied.
+Written for mmvit_ext after mmpretrain's ``arch``/``out_indices``/``frozen_stages``/``norm_eval`` conventions and
+its ``_version`` + load-hook key migration (github open-mmlab/mmpretrain, Apache-2.0) and timm's strict,
+idempotent checkpoint filtering. No code is copied.
+
+Vocabulary: a backbone is built of ``num_stages`` *stages* (what ``frozen_stages`` counts and what per-stage arch
+lists have one entry for) and returns some of its ``num_outputs`` selectable *outputs* (what ``out_indices``
+indexes). In a chain (P2T, CMT, ResT, CSWin, Shuffle) output ``i`` is the map of stage ``i``; in a multi-branch
+network (HRFormer) output ``i`` is branch ``i`` of the last stage, while the stages are the steps that add branches.
 
 A subclass
 
-1. sets the class attributes ``arch_zoo``, ``essential_keys``, ``per_stage_keys``, ``num_stages`` and
-   ``converter`` (a family in :mod:`mmvit_ext.converters`, or None);
-2. calls ``super().__init__(arch, out_indices=..., ...)``, which resolves and validates ``self.arch_settings`` and
+1. sets the class attributes ``arch_zoo``, ``essential_keys``, ``per_stage_keys``, ``num_stages`` (and
+   ``num_outputs`` if it differs), ``converter`` (a family in :mod:`mmvit_ext.converters`, or None) and, when its
+   state-dict layout changes, a higher ``_version`` with :meth:`upgrade_state_dict`;
+2. may extend :meth:`validate_arch` (e.g. per-branch lists inside per-stage lists);
+3. calls ``super().__init__(arch, out_indices=..., ...)``, which resolves and validates ``self.arch_settings`` and
    ``self.out_indices``;
-3. builds ``self.stages`` (an ``nn.ModuleList``), sets ``self.stage_channels`` and ``self.stage_strides`` (one
-   entry per stage) and finally calls ``self._freeze_stages()``;
-4. overrides ``_frozen_modules()`` if its stem is not ``self.stem``;
-5. wraps each block call in ``maybe_checkpoint(block, ..., enabled=self.with_cp)``.
+4. builds ``self.stages`` (an ``nn.ModuleList``), sets ``self.feature_channels`` and ``self.feature_strides``
+   (one entry per selectable output) and finally calls ``self._freeze_stages()``;
+5. overrides ``_frozen_modules()`` if its stem is not ``self.stem``;
+6. wraps each block call in ``maybe_checkpoint(block, ..., enabled=self.with_cp)``.
 """
 import copy
 from typing import Any, ClassVar, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
@@ -39,8 +47,8 @@ class BaseViTBackbone(BaseModule):
     Args:
         arch (str | dict): A name (or alias) in ``arch_zoo``, or a dict with exactly ``essential_keys``; each
             value under ``per_stage_keys`` is a list of length ``num_stages``.
-        out_indices (int | Sequence[int]): Stages whose outputs ``forward`` returns, in stage order. Negative
-            indices count from the end.
+        out_indices (int | Sequence[int]): Outputs that ``forward`` returns, in order. Negative indices count from
+            the end.
         frozen_stages (int): ``-1`` freezes nothing, ``0`` the stem, ``k >= 1`` the stem and the first ``k``
             stages (``requires_grad=False`` and eval mode), as in mmpretrain/mmdet.
         norm_eval (bool): Keep every BatchNorm in eval mode while training. Defaults to False.
@@ -51,18 +59,23 @@ class BaseViTBackbone(BaseModule):
     Attributes:
         arch_settings (dict): The resolved arch.
         out_indices (tuple[int]): Normalised, sorted, validated.
-        out_channels (tuple[int]): Channels of each output.
-        out_strides (tuple[int]): Stride of each output with respect to the input.
+        out_channels (tuple[int]): Channels of each returned output.
+        out_strides (tuple[int]): Stride of each returned output with respect to the input.
+        feature_channels (tuple[int]): Channels of every selectable output (set by the subclass).
+        feature_strides (tuple[int]): Strides of every selectable output (set by the subclass).
     """
 
     arch_zoo: ClassVar[Dict[str, Dict[str, Any]]] = {}
     essential_keys: ClassVar[FrozenSet[str]] = frozenset()
     per_stage_keys: ClassVar[FrozenSet[str]] = frozenset()
     num_stages: ClassVar[int] = 4
+    num_outputs: ClassVar[Optional[int]] = None  # None: one output per stage
     converter: ClassVar[Optional[str]] = None
+    # Version of the state-dict layout, stored by ``state_dict()`` in its metadata; see ``upgrade_state_dict``.
+    _version: ClassVar[int] = 1
 
-    stage_channels: Tuple[int, ...]
-    stage_strides: Tuple[int, ...]
+    feature_channels: Tuple[int, ...]
+    feature_strides: Tuple[int, ...]
 
     def __init__(self,
                  arch: Union[str, dict],
@@ -95,42 +108,77 @@ class BaseViTBackbone(BaseModule):
             if key not in cls.arch_zoo:
                 raise ValueError(f'{cls.__name__}: unknown arch {arch!r}; choose one of {sorted(cls.arch_zoo)} '
                                  f'or give a dict with the keys {sorted(cls.essential_keys)}')
-            return copy.deepcopy(cls.arch_zoo[key])
-        if not isinstance(arch, dict):
+            arch = cls.arch_zoo[key]
+        elif not isinstance(arch, dict):
             raise ValueError(f'{cls.__name__}: arch must be a str or a dict, got {type(arch).__name__}')
-        if set(arch) != cls.essential_keys:
+        elif set(arch) != cls.essential_keys:
             missing, extra = cls.essential_keys - set(arch), set(arch) - cls.essential_keys
             raise ValueError(f'{cls.__name__}: a custom arch needs exactly the keys {sorted(cls.essential_keys)}; '
                              f'missing {sorted(missing)}, unexpected {sorted(extra)}')
+        arch = copy.deepcopy(dict(arch))
+        cls.validate_arch(arch)
+        return arch
+
+    @classmethod
+    def validate_arch(cls, arch: Dict[str, Any]) -> None:
+        """Check a resolved arch (zoo entries too); extend it for family rules, calling ``super()`` first.
+
+        The default checks that every value under ``per_stage_keys`` is a list of ``num_stages`` entries.
+
+        Raises:
+            ValueError: Naming the key, the expected length and the value.
+        """
         for key in sorted(cls.per_stage_keys):
             value = arch[key]
             if not isinstance(value, (list, tuple)) or len(value) != cls.num_stages:
                 raise ValueError(f'{cls.__name__}: arch[{key!r}] must be a list with one entry per stage '
                                  f'({cls.num_stages}), got {value!r}')
-        return copy.deepcopy(dict(arch))
+
+    @classmethod
+    def _num_outputs(cls) -> int:
+        return cls.num_stages if cls.num_outputs is None else cls.num_outputs
 
     def _normalize_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
         if isinstance(out_indices, int):
             out_indices = [out_indices]
         if not isinstance(out_indices, (list, tuple)) or not out_indices:
             raise ValueError(f'out_indices must be an int or a non-empty sequence of ints, got {out_indices!r}')
-        allowed = range(-self.num_stages, self.num_stages)
+        n = self._num_outputs()
+        allowed = range(-n, n)
         bad = [i for i in out_indices if not isinstance(i, int) or i not in allowed]
         if bad:
             raise ValueError(f'out_indices {list(out_indices)}: {bad} out of range; allowed are '
-                             f'{list(allowed)} ({self.num_stages} stages)')
-        normalized = sorted(i % self.num_stages for i in out_indices)
+                             f'{list(allowed)} ({n} outputs)')
+        normalized = sorted(i % n for i in out_indices)
         if len(set(normalized)) != len(normalized):
-            raise ValueError(f'out_indices {list(out_indices)} name the same stage twice')
+            raise ValueError(f'out_indices {list(out_indices)} name the same output twice')
         return tuple(normalized)
 
     @property
     def out_channels(self) -> Tuple[int, ...]:
-        return tuple(self.stage_channels[i] for i in self.out_indices)
+        return tuple(self.feature_channels[i] for i in self.out_indices)
 
     @property
     def out_strides(self) -> Tuple[int, ...]:
-        return tuple(self.stage_strides[i] for i in self.out_indices)
+        return tuple(self.feature_strides[i] for i in self.out_indices)
+
+    # ------------------------------------------------------------------ state-dict versions
+    def upgrade_state_dict(self, state_dict: Dict[str, Any], prefix: str, version: Optional[int]) -> None:
+        """Migrate, in place, the keys under ``prefix`` of a state dict saved with an older ``_version``.
+
+        Called before loading whenever the stored version is older than ``_version`` or absent (``None``: a
+        plain dict, e.g. a converter's output, which must then already be in the current layout or be migrated
+        idempotently). The default does nothing. Resizing tables for another input or window size belongs to
+        load hooks of the layer that owns them (e.g. ``RelativePositionBias``).
+        """
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        version = local_metadata.get('version')
+        if version is None or version < self._version:
+            self.upgrade_state_dict(state_dict, prefix, version)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     # ------------------------------------------------------------------ freezing and train mode
     def _frozen_modules(self) -> List[nn.Module]:

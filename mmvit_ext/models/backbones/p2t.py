@@ -213,12 +213,12 @@ class P2T(BaseViTBackbone):
         if len(pool_ratios) != self.num_stages:
             raise ValueError(f'pool_ratios needs one list per stage ({self.num_stages}), got {pool_ratios!r}')
         arch = self.arch_settings
-        self.stage_channels = tuple(arch['embed_dims'])
+        self.feature_channels = tuple(arch['embed_dims'])
         strides, stride = [], 1
         for patch_size in self.patch_sizes:
             stride *= patch_size
             strides.append(stride)
-        self.stage_strides = tuple(strides)
+        self.feature_strides = tuple(strides)
 
         stage_in = [in_channels] + list(arch['embed_dims'][:-1])
         self.stages = nn.ModuleList(

@@ -19,20 +19,23 @@ Differences from the released code:
 * Swin: the relative-position-bias table of the host block is resized for the clustered window inside the forward
   as a pure function of the loaded table (the released code replaces the ``nn.Parameter`` on the first forward).
   Padding tokens are kept out of the clusters unless ``mask_padding=False`` (the released code clusters them). The
-  shifted-window mask uses the clustered shift unless ``legacy_shift_mask=True``.
+  shifted-window mask uses the clustered shift unless ``legacy_shift_mask=True``. The clustered blocks run the
+  shared :func:`~mmvit_ext.models.layers.window.window_attention` (one ``sdpa`` call with bias and mask as one
+  additive term) with the host block's weights; it equals the host's eager window attention to float tolerance.
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmdet.models.backbones import SwinTransformer as MMDetSwinTransformer
 from mmseg.models.backbones import SwinTransformer as MMSegSwinTransformer
 from mmseg.models.backbones import VisionTransformer as MMSegVisionTransformer
 from torch import Tensor
 
 from mmvit_ext.registry import MODELS
+from ..layers.pos_bias import relative_position_bias, relative_position_index
 from ..layers.token_ops import TokenClustering, TokenReconstruction
 from ..layers.utils import maybe_checkpoint
+from ..layers.window import crop_padding, pad_to_window, window_attention, window_partition, window_reverse
 
 __all__ = ['HourglassViT', 'HourglassSwin', 'HourglassSwinDet']
 
@@ -189,41 +192,6 @@ class HourglassViT(MMSegVisionTransformer):
         return tuple(outs)
 
 
-def _window_partition(x: Tensor, window: int) -> Tensor:
-    """(B, H, W, C) with H, W multiples of ``window`` -> (B * nW, window * window, C), windows row-major."""
-    B, H, W, C = x.shape
-    x = x.view(B, H // window, window, W // window, window, C)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window * window, C)
-
-
-def _window_reverse(windows: Tensor, window: int, hw_shape: Tuple[int, int]) -> Tensor:
-    """(B * nW, window * window, C) -> (B, H, W, C); inverse of :func:`_window_partition`."""
-    H, W = hw_shape
-    C = windows.shape[-1]
-    x = windows.view(-1, H // window, W // window, window, window, C)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, H, W, C)
-
-
-def _relative_position_index(window: int) -> Tensor:
-    """(window^2, window^2) index into a (2 window - 1)^2 bias table, for tokens in row-major window order."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing='ij')).flatten(1)
-    rel = coords[:, :, None] - coords[:, None, :] + window - 1  # 2, w^2, w^2
-    return rel[0] * (2 * window - 1) + rel[1]
-
-
-def _shift_mask(hw_shape: Tuple[int, int], window: int, shift: int, device: torch.device) -> Tensor:
-    """Swin's shifted-window attention mask (nW, window^2, window^2): 0 within a region, -100 across regions,
-    where the regions are the bands ``[0, -window), [-window, -shift), [-shift, end)`` of each axis."""
-    H, W = hw_shape
-    region = torch.zeros(1, H, W, 1, device=device)
-    bands = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
-    for i, (h, w) in enumerate((h, w) for h in bands for w in bands):
-        region[:, h, w] = i
-    region = _window_partition(region, window).squeeze(-1)  # nW, window^2
-    diff = region.unsqueeze(1) - region.unsqueeze(2)
-    return diff.masked_fill(diff != 0, -100.).masked_fill(diff == 0, 0.)
-
-
 class _HourglassSwinMixin:
     """Hourglass forward for the mmseg/mmdet ``SwinTransformer`` (same module structure in both).
 
@@ -255,7 +223,7 @@ class _HourglassSwinMixin:
         self.host_window = window_size
         self.clustered_window = k
         self.clustering, self.reconstruction = _build_ops(self.expedite_cfg)
-        self.register_buffer('clustered_position_index', _relative_position_index(k), persistent=False)
+        self.register_buffer('clustered_position_index', relative_position_index(k), persistent=False)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -279,46 +247,9 @@ class _HourglassSwinMixin:
 
     def _clustered_bias(self, w_msa) -> Tensor:
         """(nH, k^2, k^2) bias from the host's (2 ws - 1)^2 table, resized bilinearly (align_corners=False)."""
-        table = w_msa.relative_position_bias_table  # (2 ws - 1)^2, nH
-        side, new_side = 2 * self.host_window - 1, 2 * self.clustered_window - 1
-        # L, nH -> 1, nH, side, side
-        table = table.t().reshape(1, -1, side, side)
-        table = F.interpolate(table, size=(new_side, new_side), mode='bilinear', align_corners=False)
-        k2 = self.clustered_window**2
-        return table.flatten(2)[0][:, self.clustered_position_index.view(-1)].view(-1, k2, k2)
-
-    def _window_attention(self, shift_msa, x: Tensor, hw_shape: Tuple[int, int], window: int, shift: int,
-                          bias: Tensor, mask_shift: int) -> Tensor:
-        """The host ``ShiftWindowMSA`` computation with its weights and an explicit window, shift and bias.
-
-        ``mask_shift`` is the shift used to build the attention mask (``shift`` except in the legacy mode).
-        """
-        w_msa = shift_msa.w_msa
-        B, L, C = x.shape
-        H, W = hw_shape
-        x = x.view(B, H, W, C)
-        pad_r, pad_b = (window - W % window) % window, (window - H % window) % window
-        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-        Hp, Wp = x.shape[1:3]
-        if shift > 0:
-            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
-        windows = _window_partition(x, window)  # B*nW, window^2, C
-        Bw, N, _ = windows.shape
-        nH = w_msa.num_heads
-        # B*nW, N, 3C -> 3, B*nW, nH, N, C/nH
-        q, k, v = w_msa.qkv(windows).reshape(Bw, N, 3, nH, C // nH).permute(2, 0, 3, 1, 4)
-        attn = (q * w_msa.scale) @ k.transpose(-2, -1) + bias.unsqueeze(0)
-        if shift > 0:
-            mask = _shift_mask((Hp, Wp), window, mask_shift, x.device)  # nW, N, N
-            attn = attn.view(-1, mask.shape[0], nH, N, N) + mask.unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, nH, N, N)
-        attn = w_msa.attn_drop(attn.softmax(dim=-1))
-        out = w_msa.proj_drop(w_msa.proj((attn @ v).transpose(1, 2).reshape(Bw, N, C)))
-        x = _window_reverse(out, window, (Hp, Wp))
-        if shift > 0:
-            x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
-        x = x[:, :H, :W].reshape(B, H * W, C)
-        return shift_msa.drop(x)
+        return relative_position_bias(
+            w_msa.relative_position_bias_table, self.clustered_window, table_window_size=self.host_window,
+            index=self.clustered_position_index)
 
     def _clustered_block(self, block, x: Tensor, hw_shape: Tuple[int, int]) -> Tensor:
         """A host ``SwinBlock`` run on the clustered grid (window k)."""
@@ -328,8 +259,12 @@ class _HourglassSwinMixin:
         mask_shift = block.attn.shift_size if self.expedite_cfg['legacy_shift_mask'] else shift
 
         def inner(x: Tensor) -> Tensor:
-            bias = self._clustered_bias(block.attn.w_msa)
-            x = x + self._window_attention(block.attn, block.norm1(x), hw_shape, k, shift, bias, mask_shift)
+            w_msa = block.attn.w_msa
+            attn = window_attention(
+                block.norm1(x), hw_shape, qkv=w_msa.qkv, proj=w_msa.proj, num_heads=w_msa.num_heads,
+                window_size=k, scale=w_msa.scale, rel_pos_bias=self._clustered_bias(w_msa), shift_size=shift,
+                mask_shift_size=mask_shift, attn_drop=w_msa.attn_drop.p if self.training else 0.)
+            x = x + block.attn.drop(w_msa.proj_drop(attn))
             return block.ffn(block.norm2(x), identity=x)
 
         return maybe_checkpoint(inner, x, enabled=block.with_cp and x.requires_grad)
@@ -339,28 +274,27 @@ class _HourglassSwinMixin:
         ws, k = self.host_window, self.clustered_window
         B, _, C = x.shape
         H, W = hw_shape
-        pad_r, pad_b = (ws - W % ws) % ws, (ws - H % ws) % ws
-        x = F.pad(x.view(B, H, W, C), (0, 0, 0, pad_r, 0, pad_b))
+        x, pads = pad_to_window(x.view(B, H, W, C), ws)  # bottom-right, as the host
         Hp, Wp = x.shape[1:3]
-        windows = _window_partition(x, ws)  # B*nW, ws^2, C
+        windows = window_partition(x, ws)  # B*nW, ws^2, C
         token_mask = None
-        if self.expedite_cfg['mask_padding'] and (pad_r or pad_b):
-            valid = F.pad(x.new_ones(B, H, W, 1), (0, 0, 0, pad_r, 0, pad_b))
-            token_mask = _window_partition(valid, ws).squeeze(-1) > 0  # B*nW, ws^2
+        if self.expedite_cfg['mask_padding'] and any(pads):
+            valid, _ = pad_to_window(x.new_ones(B, H, W, 1), ws)
+            token_mask = window_partition(valid, ws).squeeze(-1) > 0  # B*nW, ws^2
         centres, _ = self.clustering(windows, (ws, ws), token_mask)  # B*nW, k^2, C
         grid = (Hp // ws * k, Wp // ws * k)
-        clustered = _window_reverse(centres, k, grid).view(B, -1, C)
-        return clustered, grid, dict(windows=windows, centres=centres, padded=(Hp, Wp))
+        clustered = window_reverse(centres, k, grid).view(B, -1, C)
+        return clustered, grid, dict(windows=windows, centres=centres, padded=(Hp, Wp), pads=pads)
 
     def _reconstruct_windows(self, x: Tensor, grid: Tuple[int, int], hw_shape: Tuple[int, int],
                              saved: Dict) -> Tensor:
         """Clustered grid (B, Hc*Wc, C) -> (B, H*W, C), window by window."""
         B, _, C = x.shape
-        x_low = _window_partition(x.view(B, *grid, C), self.clustered_window)  # B*nW, k^2, C
+        x_low = window_partition(x.view(B, *grid, C), self.clustered_window)  # B*nW, k^2, C
         windows = self.reconstruction(x_low, saved['windows'], saved['centres'])  # B*nW, ws^2, C
-        x = _window_reverse(windows, self.host_window, saved['padded'])
+        x = window_reverse(windows, self.host_window, saved['padded'])
         H, W = hw_shape
-        return x[:, :H, :W].reshape(B, H * W, C)
+        return crop_padding(x, saved['pads']).reshape(B, H * W, C)
 
     def _hourglass_stage(self, stage, x: Tensor, hw_shape: Tuple[int, int]):
         """The host ``SwinBlockSequence.forward`` with clustering before block ``expedite_block``."""
@@ -376,9 +310,9 @@ class _HourglassSwinMixin:
             return x_down, down_hw_shape, x, hw_shape
         return x, hw_shape, x, hw_shape
 
-    def forward(self, x: Tensor) -> List[Tensor]:
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         if self.expedite_cfg is None:
-            return super().forward(x)
+            return tuple(super().forward(x))  # NOTE: the hosts return a list; every mmvit_ext backbone a tuple
         x, hw_shape = self.patch_embed(x)
         if self.use_abs_pos_embed:
             x = x + self.absolute_pos_embed
@@ -393,7 +327,7 @@ class _HourglassSwinMixin:
                 out = getattr(self, f'norm{i}')(out)
                 # B, N, C -> B, C, H, W
                 outs.append(out.view(-1, *out_hw_shape, self.num_features[i]).permute(0, 3, 1, 2).contiguous())
-        return outs
+        return tuple(outs)
 
 
 @MODELS.register_module()
