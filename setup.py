@@ -8,7 +8,6 @@ import os
 import os.path as osp
 import shutil
 import sys
-
 from setuptools import find_packages, setup
 
 ROOT = osp.dirname(osp.abspath(__file__))
@@ -69,10 +68,12 @@ if __name__ == '__main__':
         python_requires='>=3.8',
         packages=find_packages(exclude=('configs', 'tools', 'tests', 'docs')),
         include_package_data=True,
-        package_data={'mmvit_ext': ['.mim/model-index.yml', '.mim/configs/**/*.py', '.mim/configs/**/*.yml',
-                                    '.mim/configs/**/*.md']},
-        install_requires=parse_requirements('requirements/runtime.txt') + parse_requirements('requirements/torch.txt')
-        + parse_requirements('requirements/mminstall.txt'),
+        package_data={
+            'mmvit_ext':
+            ['.mim/model-index.yml', '.mim/configs/**/*.py', '.mim/configs/**/*.yml', '.mim/configs/**/*.md']
+        },
+        install_requires=parse_requirements('requirements/runtime.txt') + parse_requirements('requirements/torch.txt') +
+        parse_requirements('requirements/mminstall.txt'),
         extras_require={'tests': parse_requirements('requirements/tests.txt')},
         zip_safe=False,
     )

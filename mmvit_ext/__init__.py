@@ -11,9 +11,9 @@ import warnings
 # MMEngine 0.10.7 imports (and reloads) pkg_resources for every ``pkg::`` base; its deprecation warning is noise.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
-from .version import __version__  # noqa: E402
 from .utils.checkpoint import install_safe_checkpoint_loader  # noqa: E402
 from .utils.config import register_mim_package  # noqa: E402
+from .version import __version__  # noqa: E402
 
 register_mim_package()
 install_safe_checkpoint_loader()

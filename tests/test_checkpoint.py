@@ -138,8 +138,7 @@ def test_malicious_checkpoint_is_refused_and_never_runs(tmp_path):
     torch.save({'state_dict': {'w': torch.zeros(1)}, 'meta': _Payload()}, str(path))
 
     for load in (lambda: CheckpointLoader.load_checkpoint(str(path)),
-                 lambda: load_checkpoint(nn.Linear(1, 1), str(path)),
-                 lambda: safe_torch_load(str(path))):
+                 lambda: load_checkpoint(nn.Linear(1, 1), str(path)), lambda: safe_torch_load(str(path))):
         with pytest.raises(UnsafeCheckpointError, match='Refused to load checkpoint'):
             load()
     assert not marker.exists()

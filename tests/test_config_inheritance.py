@@ -34,8 +34,7 @@ EXPECTED = "result mmdet 5 small P2T 3 [64, 128, 320, 512]"
 
 
 def _run(code, cwd, env=None):
-    out = subprocess.run([sys.executable, '-c', code], cwd=cwd, capture_output=True, text=True, timeout=600,
-                         env=env)
+    out = subprocess.run([sys.executable, '-c', code], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-4000:]
     return out.stdout
 
@@ -61,16 +60,25 @@ def test_without_import_the_prefix_is_unknown(tmp_path):
 @pytest.mark.slow
 def test_normal_install_ships_configs(tmp_path):
     """``pip install .`` (a wheel build) copies configs into the installed package."""
-    files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'],
+                           cwd=ROOT,
+                           capture_output=True,
+                           text=True,
+                           check=True).stdout.split()
     src = tmp_path / 'src'
     for rel in files:
         if osp.isfile(osp.join(ROOT, rel)):
             os.makedirs(src / osp.dirname(rel), exist_ok=True)
             shutil.copy2(osp.join(ROOT, rel), src / rel)
     site = tmp_path / 'site'
-    subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-build-isolation', '--target',
-                    str(site), str(src)], check=True, capture_output=True, timeout=600)
+    subprocess.run([
+        sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-build-isolation', '--target',
+        str(site),
+        str(src)
+    ],
+                   check=True,
+                   capture_output=True,
+                   timeout=600)
     installed = site / 'mmvit_ext' / '.mim'
     assert (installed / 'configs' / BASE).is_file() and not (installed / 'configs').is_symlink()
     assert (installed / 'model-index.yml').is_file()

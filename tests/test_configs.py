@@ -70,8 +70,13 @@ def test_config_builds_and_runs(path):
         from mmdet.testing import demo_mm_inputs
         with_mask = 'mask_head' in cfg.model.get('roi_head', {})
         with_semantic = 'semantic_head' in cfg.model.get('roi_head', {})
-        packed = demo_mm_inputs(batch_size=1, image_shapes=[(3, 128, 160)], num_items=[2], num_classes=80,
-                                with_mask=with_mask, with_semantic=with_semantic)
+        packed = demo_mm_inputs(
+            batch_size=1,
+            image_shapes=[(3, 128, 160)],
+            num_items=[2],
+            num_classes=80,
+            with_mask=with_mask,
+            with_semantic=with_semantic)
         model.train()
         data = model.data_preprocessor(packed, True)
         losses = model(**data, mode='loss')

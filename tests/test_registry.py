@@ -83,6 +83,8 @@ def test_host_wrapper_is_imported_on_first_lookup():
 def test_host_modules_table_is_what_the_hosts_register():
     from mmvit_ext.registry import HOST_MODULES
     MODELS.import_hosts()
-    hosts = {name: cls.__module__ for name, cls in MODELS.module_dict.items()
-             if cls.__module__.startswith('mmvit_ext.models.hosts.')}
+    hosts = {
+        name: cls.__module__
+        for name, cls in MODELS.module_dict.items() if cls.__module__.startswith('mmvit_ext.models.hosts.')
+    }
     assert hosts == HOST_MODULES

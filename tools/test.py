@@ -16,8 +16,9 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmvit_ext.utils.launch import (DictAction, UserError, check_dataset_paths,  # noqa: E402
-                                    load_checkpoint_strict, load_config, setup_cpu_distributed, user_errors)
+from mmvit_ext.utils.launch import check_dataset_paths  # noqa: E402
+from mmvit_ext.utils.launch import (DictAction, UserError, load_checkpoint_strict, load_config, setup_cpu_distributed,
+                                    user_errors)
 
 
 def parse_args(argv=None):
@@ -29,10 +30,11 @@ def parse_args(argv=None):
     parser.add_argument('--show-dir', help='save painted predictions under WORK_DIR/TIMESTAMP/SHOW_DIR')
     parser.add_argument('--wait-time', type=float, default=0, help='interval of --show in seconds')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override settings of the config, e.g. test_dataloader.dataset.data_root=/path/to/data/')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     parser.add_argument('--debug', action='store_true', help='show full tracebacks instead of short error messages')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)

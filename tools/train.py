@@ -12,8 +12,9 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone, too
 
-from mmvit_ext.utils.launch import (DictAction, check_dataset_paths, check_pretrained_paths,  # noqa: E402
-                                    ensure_cpu_compatible, load_config, setup_amp, setup_cpu_distributed, user_errors)
+from mmvit_ext.utils.launch import check_pretrained_paths  # noqa: E402
+from mmvit_ext.utils.launch import (DictAction, check_dataset_paths, ensure_cpu_compatible, load_config, setup_amp,
+                                    setup_cpu_distributed, user_errors)
 
 
 def parse_args(argv=None):
@@ -21,18 +22,24 @@ def parse_args(argv=None):
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
         help='resume from the given checkpoint, or (no value) from the latest checkpoint in the work dir')
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision: float16 with loss scaling on CUDA, bfloat16 autocast on CPU')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed precision: float16 with loss scaling on CUDA, bfloat16 autocast on CPU')
     parser.add_argument('--auto-scale-lr', action='store_true', help='scale the lr by the actual batch size')
     parser.add_argument('--no-validate', action='store_true', help='skip validation during training')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override settings of the config, e.g. train_cfg.max_iters=100 '
         'train_dataloader.dataset.data_root=/path/to/data/')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     parser.add_argument('--debug', action='store_true', help='show full tracebacks instead of short error messages')
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank (older)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -60,8 +67,7 @@ def main(argv=None):
             if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
                 raise SystemExit('error: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
             cfg.auto_scale_lr.enable = True
-        check_dataset_paths(cfg, ('train_dataloader', ) if args.no_validate else
-                            ('train_dataloader', 'val_dataloader'))
+        check_dataset_paths(cfg, ('train_dataloader', ) if args.no_validate else ('train_dataloader', 'val_dataloader'))
         if not cfg.get('resume'):
             check_pretrained_paths(cfg)
         setup_cpu_distributed(cfg, args.launcher)

@@ -8,5 +8,4 @@ model = dict(
     backbone=dict(
         type='mmvit_ext.HourglassSwin',
         expedite=dict(
-            alpha=7, cluster_shape=8, window=5, iters=5, tau=0.01, k=10, mask_padding=True,
-            legacy_shift_mask=False)))
+            alpha=7, cluster_shape=8, window=5, iters=5, tau=0.01, k=10, mask_padding=True, legacy_shift_mask=False)))

@@ -8,5 +8,4 @@ model = dict(
     backbone=dict(
         type='mmvit_ext.HourglassSwinDet',
         expedite=dict(
-            alpha=12, cluster_shape=8, window=11, iters=5, tau=0.01, k=60, mask_padding=True,
-            legacy_shift_mask=False)))
+            alpha=12, cluster_shape=8, window=11, iters=5, tau=0.01, k=60, mask_padding=True, legacy_shift_mask=False)))

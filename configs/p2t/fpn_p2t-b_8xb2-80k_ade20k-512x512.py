@@ -1,6 +1,4 @@
-_base_ = './fpn_p2t-t_8xb2-80k_ade20k-512x512.py'
-checkpoint = 'checkpoints/p2t_base.pth'
-model = dict(
-    backbone=dict(arch='base', drop_path_rate=0.3, init_cfg=dict(checkpoint=checkpoint)),
-    neck=dict(in_channels=[64, 128, 320, 512]))
+# Semantic FPN + P2T-Base, ADE20K 512x512, 80k iterations (official P2T recipe).
+_base_ = ['../_base_/recipes/fpn_p2t_8xb2-80k_ade20k-512x512.py', '../_base_/models/p2t-b.py']
+model = dict(backbone=dict(_delete_=True, **_base_.p2t_backbone), neck=dict(in_channels=_base_.p2t_channels))
 optim_wrapper = dict(clip_grad=dict(_delete_=True, max_norm=35, norm_type=2))

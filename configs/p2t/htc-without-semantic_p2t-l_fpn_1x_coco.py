@@ -1,6 +1,4 @@
-_base_ = './htc-without-semantic_p2t-t_fpn_1x_coco.py'
-checkpoint = 'checkpoints/p2t_large.pth'
-model = dict(
-    backbone=dict(arch='large', drop_path_rate=0.3, init_cfg=dict(checkpoint=checkpoint)),
-    neck=dict(in_channels=[64, 128, 320, 640]))
+# HTC (no semantic branch) + P2T-Large, COCO 1x.
+_base_ = ['../_base_/recipes/htc-without-semantic_p2t_fpn_1x_coco.py', '../_base_/models/p2t-l.py']
+model = dict(backbone=dict(_delete_=True, **_base_.p2t_backbone), neck=dict(in_channels=_base_.p2t_channels))
 optim_wrapper = dict(clip_grad=dict(max_norm=10, norm_type=2))

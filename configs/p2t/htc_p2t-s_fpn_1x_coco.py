@@ -1,5 +1,3 @@
-_base_ = './htc_p2t-t_fpn_1x_coco.py'
-checkpoint = 'checkpoints/p2t_small.pth'
-model = dict(
-    backbone=dict(arch='small', drop_path_rate=0.1, init_cfg=dict(checkpoint=checkpoint)),
-    neck=dict(in_channels=[64, 128, 320, 512]))
+# HTC with the semantic branch + P2T-Small, COCO 1x; needs data/coco/stuffthingmaps.
+_base_ = ['../_base_/recipes/htc_p2t_fpn_1x_coco.py', '../_base_/models/p2t-s.py']
+model = dict(backbone=dict(_delete_=True, **_base_.p2t_backbone), neck=dict(in_channels=_base_.p2t_channels))

@@ -1,6 +1,6 @@
-_base_ = './upernet_p2t-t_8xb2-160k_ade20k-512x512.py'
-checkpoint = 'checkpoints/p2t_small.pth'
+# UperNet + P2T-Small, ADE20K 512x512, 160k iterations (mmseg's Swin UperNet recipe).
+_base_ = ['../_base_/recipes/upernet_p2t_8xb2-160k_ade20k-512x512.py', '../_base_/models/p2t-s.py']
 model = dict(
-    backbone=dict(arch='small', drop_path_rate=0.1, init_cfg=dict(checkpoint=checkpoint)),
-    decode_head=dict(in_channels=[64, 128, 320, 512]),
-    auxiliary_head=dict(in_channels=320))
+    backbone=dict(_delete_=True, **_base_.p2t_backbone),
+    decode_head=dict(in_channels=_base_.p2t_channels),
+    auxiliary_head=dict(in_channels=_base_.p2t_channels[2]))  # in_index=2

@@ -1,31 +1,6 @@
-# UperNet + P2T-Tiny, ADE20K 512x512, 160k iterations. The official P2T repo has no UperNet recipe; this follows
-# the Swin/PVT UperNet recipe of mmseg (AdamW 6e-5, wd 0.01 without decay on norms, 1500-iter warm-up, poly 1.0).
-_base_ = [
-    'mmseg::_base_/models/upernet_swin.py', 'mmseg::_base_/datasets/ade20k.py', 'mmseg::_base_/default_runtime.py',
-    'mmseg::_base_/schedules/schedule_160k.py'
-]
-custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
-checkpoint = 'checkpoints/p2t_tiny.pth'
-crop_size = (512, 512)
+# UperNet + P2T-Tiny, ADE20K 512x512, 160k iterations (mmseg's Swin UperNet recipe).
+_base_ = ['../_base_/recipes/upernet_p2t_8xb2-160k_ade20k-512x512.py', '../_base_/models/p2t-t.py']
 model = dict(
-    data_preprocessor=dict(size=crop_size),
-    backbone=dict(
-        _delete_=True,
-        type='mmvit_ext.P2T',
-        arch='tiny',
-        drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
-    decode_head=dict(in_channels=[48, 96, 240, 384], num_classes=150),
-    auxiliary_head=dict(in_channels=240, num_classes=150))
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=0.00006, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False)
-]
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
-test_dataloader = val_dataloader
+    backbone=dict(_delete_=True, **_base_.p2t_backbone),
+    decode_head=dict(in_channels=_base_.p2t_channels),
+    auxiliary_head=dict(in_channels=_base_.p2t_channels[2]))  # in_index=2

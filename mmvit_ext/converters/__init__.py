@@ -17,8 +17,7 @@ from ._rules import UnmatchedKeysError, apply_rename_rules, unwrap_state_dict
 from .p2t import convert_p2t, is_official_p2t
 
 __all__ = [
-    'CONVERTERS', 'get_converter', 'is_official_layout', 'apply_rename_rules', 'unwrap_state_dict',
-    'UnmatchedKeysError'
+    'CONVERTERS', 'get_converter', 'is_official_layout', 'apply_rename_rules', 'unwrap_state_dict', 'UnmatchedKeysError'
 ]
 
 CONVERTERS: Dict[str, Callable[..., Dict]] = {'p2t': convert_p2t}

@@ -54,7 +54,7 @@ def unwrap_state_dict(checkpoint: Any) -> 'OrderedDict[str, Tensor]':
         inner = next((k for k in WRAPPER_KEYS if k in sd), None)
         if inner is None:
             raise ValueError(f'cannot find a state dict in a checkpoint with keys [{_preview(sd)}]; expected '
-                            f'tensors or one of the wrappers {list(WRAPPER_KEYS)}')
+                             f'tensors or one of the wrappers {list(WRAPPER_KEYS)}')
         sd = sd[inner]
     if not isinstance(sd, Mapping):
         raise ValueError(f'expected a state dict (a mapping of tensors), got {type(sd).__name__}')
@@ -134,4 +134,3 @@ def split_qkv(tensor: Tensor, num: int) -> List[Tensor]:
     """Split a merged projection into ``num`` equal parts along the output dim (inverse of :func:`merge_qkv`)."""
     assert tensor.shape[0] % num == 0, f'cannot split {tuple(tensor.shape)} into {num} along dim 0'
     return list(tensor.chunk(num, dim=0))
-

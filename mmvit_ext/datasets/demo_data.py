@@ -232,13 +232,15 @@ def _check_args(seed: int, size: int, num: int) -> None:
         raise ValueError(f'the number of images must be >= 1, got {num}')
 
 
-def make_coco(out_dir: str,
-              seed: int = 0,
-              num_train: int = 64,
-              num_val: int = 24,
-              size: int = 160,
-              num_shapes: Tuple[int, int] = (1, 4),
-              radius_range: Tuple[float, float] = (0.12, 0.24)) -> Dict[str, int]:
+def make_coco(
+    out_dir: str,
+    seed: int = 0,
+    num_train: int = 64,
+    num_val: int = 24,
+    size: int = 160,
+    num_shapes: Tuple[int, int] = (1, 4),
+    radius_range: Tuple[float, float] = (0.12, 0.24)
+) -> Dict[str, int]:
     """Write a COCO-format instance segmentation set to ``out_dir`` (usually ``<root>/coco``).
 
     Args:
@@ -296,13 +298,15 @@ def make_coco(out_dir: str,
     return stats
 
 
-def make_ade(out_dir: str,
-             seed: int = 0,
-             num_train: int = 64,
-             num_val: int = 24,
-             size: int = 160,
-             num_shapes: Tuple[int, int] = (2, 5),
-             radius_range: Tuple[float, float] = (0.12, 0.22)) -> Dict[str, int]:
+def make_ade(
+    out_dir: str,
+    seed: int = 0,
+    num_train: int = 64,
+    num_val: int = 24,
+    size: int = 160,
+    num_shapes: Tuple[int, int] = (2, 5),
+    radius_range: Tuple[float, float] = (0.12, 0.22)
+) -> Dict[str, int]:
     """Write an ADE20K-format semantic segmentation set to ``out_dir`` (usually ``<root>/ade/ADEChallengeData2016``).
 
     Label maps follow ADE20K: ``0`` is "other" (here the background; mmseg's ``reduce_zero_label=True`` turns it
@@ -322,8 +326,8 @@ def make_ade(out_dir: str,
         dict[str, int]: Image counts per split, and the bytes written.
     """
     stats = dict(bytes=0)
-    for split, num, folder, prefix in (('train', num_train, 'training', 'ADE_train'),
-                                       ('val', num_val, 'validation', 'ADE_val')):
+    for split, num, folder, prefix in (('train', num_train, 'training', 'ADE_train'), ('val', num_val, 'validation',
+                                                                                       'ADE_val')):
         _check_args(seed, size, num)
         for index in range(num):
             image, instances = render_scene(_rng(seed, 'ade', split, index), (size, size), num_shapes, radius_range)

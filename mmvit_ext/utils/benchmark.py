@@ -38,12 +38,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .flops import (MACS_UNIT, build_model_from_cfg, count_flops, load_config, parse_shape,
-                    prepare_model_and_inputs, resolve_config_path, resolve_device)
+from .flops import (MACS_UNIT, build_model_from_cfg, count_flops, load_config, parse_shape, prepare_model_and_inputs,
+                    resolve_config_path, resolve_device)
 
 __all__ = [
-    'BenchmarkSpec', 'JSON_KEYS', 'describe_timed_work', 'build_benchmark', 'time_interleaved',
-    'measure_peak_memory', 'run_benchmark', 'format_results', 'write_json', 'read_proc_status_kb'
+    'BenchmarkSpec', 'JSON_KEYS', 'describe_timed_work', 'build_benchmark', 'time_interleaved', 'measure_peak_memory',
+    'run_benchmark', 'format_results', 'write_json', 'read_proc_status_kb'
 ]
 
 #: Keys every JSON record has (more may follow).
@@ -97,8 +97,8 @@ class BenchmarkSpec:
 def describe_timed_work(mode: str, part: str, forward: str = 'tensor') -> str:
     """One sentence saying exactly what a timed run contains."""
     what = 'backbone forward' if part == 'backbone' else (
-        "model forward in mode='predict' (network + post-processing)" if forward == 'predict' else
-        "model forward in mode='tensor' (backbone + neck + heads, no post-processing)")
+        "model forward in mode='predict' (network + post-processing)"
+        if forward == 'predict' else "model forward in mode='tensor' (backbone + neck + heads, no post-processing)")
     if mode == 'infer':
         return f'infer: model.eval(), torch.no_grad(), {what}; data preprocessing done once, not timed'
     return (f'train: model.train(), {what} + backward() of a surrogate loss (sum of output means); '
@@ -347,8 +347,16 @@ def run_benchmark(configs: Sequence[str],
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     specs = [
-        BenchmarkSpec(config=c, shape=shape, batch_size=batch_size, part=part, mode=mode, forward=forward,
-                      device=str(dev), threads=threads, cfg_options=cfg_options) for c in configs
+        BenchmarkSpec(
+            config=c,
+            shape=shape,
+            batch_size=batch_size,
+            part=part,
+            mode=mode,
+            forward=forward,
+            device=str(dev),
+            threads=threads,
+            cfg_options=cfg_options) for c in configs
     ]
     for spec in specs:
         spec.validate()

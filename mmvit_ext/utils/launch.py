@@ -13,8 +13,7 @@ from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exp
 
 __all__ = [
     'UserError', 'load_config', 'check_dataset_paths', 'check_pretrained_paths', 'replace_syncbn', 'setup_amp',
-    'setup_cpu_distributed', 'user_errors',
-    'load_checkpoint_strict'
+    'setup_cpu_distributed', 'user_errors', 'load_checkpoint_strict'
 ]
 
 DOCS_DATASETS = 'docs/dataset_prepare.md'
@@ -207,6 +206,7 @@ def ensure_cpu_compatible(cfg: Config) -> None:
 
 
 def _mismatch_message(checkpoint: str, missing: List[str], unexpected: List[str], what: str) -> str:
+
     def sample(keys):
         return ', '.join(keys[:5]) + (', ...' if len(keys) > 5 else '')
 
@@ -234,8 +234,10 @@ def load_checkpoint_strict(model, checkpoint: str, what: str = 'the model', map_
     unexpected = [k for k in state_dict if k not in own]
     if missing or unexpected:
         raise UserError(_mismatch_message(checkpoint, missing, unexpected, what))
-    bad_shapes = [f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}' for k, v in own.items()
-                  if hasattr(state_dict[k], 'shape') and tuple(state_dict[k].shape) != tuple(v.shape)]
+    bad_shapes = [
+        f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}' for k, v in own.items()
+        if hasattr(state_dict[k], 'shape') and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
     if bad_shapes:
         raise UserError(f'checkpoint {checkpoint!r} does not fit {what}: shape mismatch in ' +
                         '; '.join(bad_shapes[:5]))

@@ -17,10 +17,10 @@ import pytest
 import torch
 import torch.utils.checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
+from toy_backbones import ToyBNChain, ToyBranches  # tests/test_backbones is on sys.path (rootdir conftest)
 
 import mmvit_ext.models  # noqa: F401  (registration)
 from mmvit_ext.registry import MODELS
-from toy_backbones import ToyBNChain, ToyBranches  # tests/test_backbones is on sys.path (rootdir conftest)
 
 # Wrappers of mmseg/mmdet backbones keep the host's API (no arch table, no validated frozen_stages/out_indices).
 _HOST_API_SKIPS = dict(
@@ -28,8 +28,14 @@ _HOST_API_SKIPS = dict(
     test_frozen_stages='host frozen_stages (none in mmseg ViT; not validated)',
     test_norm_eval='host norm_eval (mmseg ViT puts LayerNorm in eval; Swin has none)',
     test_bad_arguments_raise='no arch table (host kwargs); expedite keys are checked in test_expedite.py')
-_TINY_SWIN = dict(embed_dims=8, depths=(2, 2, 2, 2), num_heads=(1, 1, 2, 2), window_size=4, mlp_ratio=2,
-                  drop_path_rate=0., expedite=dict(alpha=5, cluster_shape=3, window=3, k=3))
+_TINY_SWIN = dict(
+    embed_dims=8,
+    depths=(2, 2, 2, 2),
+    num_heads=(1, 1, 2, 2),
+    window_size=4,
+    mlp_ratio=2,
+    drop_path_rate=0.,
+    expedite=dict(alpha=5, cluster_shape=3, window=3, k=3))
 
 # yapf: disable
 TINY_CFGS = {
@@ -244,8 +250,8 @@ def test_norm_eval(name):
     if bns:
         with torch.no_grad():
             model(torch.randn(2, 3, 64, 64))
-        assert any(not torch.equal(m.running_mean, torch.zeros_like(m.running_mean))
-                   for m in model.modules() if isinstance(m, _BatchNorm))
+        assert any(not torch.equal(m.running_mean, torch.zeros_like(m.running_mean)) for m in model.modules()
+                   if isinstance(m, _BatchNorm))
 
 
 @pytest.mark.parametrize('name', BACKBONES)

@@ -7,8 +7,8 @@ import re
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmdet.models.backbones import SwinTransformer as DetSwin
+from mmengine.config import Config
 from mmseg.models.backbones import SwinTransformer, VisionTransformer
 from mmseg.registry import MODELS as MMSEG_MODELS
 
@@ -17,10 +17,23 @@ from mmvit_ext.models.layers import relative_position_index, shift_window_mask, 
 from mmvit_ext.models.layers.token_ops import TokenClustering, TokenReconstruction
 from mmvit_ext.registry import MODELS
 
-VIT = dict(img_size=(32, 48), patch_size=8, embed_dims=16, num_layers=5, num_heads=2, mlp_ratio=2,
-           out_indices=(0, 2, 4), final_norm=True)
-SWIN = dict(embed_dims=8, depths=(2, 2, 4, 2), num_heads=(1, 1, 2, 2), window_size=4, mlp_ratio=2,
-            out_indices=(0, 1, 2, 3), drop_path_rate=0.)
+VIT = dict(
+    img_size=(32, 48),
+    patch_size=8,
+    embed_dims=16,
+    num_layers=5,
+    num_heads=2,
+    mlp_ratio=2,
+    out_indices=(0, 2, 4),
+    final_norm=True)
+SWIN = dict(
+    embed_dims=8,
+    depths=(2, 2, 4, 2),
+    num_heads=(1, 1, 2, 2),
+    window_size=4,
+    mlp_ratio=2,
+    out_indices=(0, 1, 2, 3),
+    drop_path_rate=0.)
 
 
 def build_pair(host_cls, wrapper_cls, host_cfg, expedite, seed=0):
@@ -48,6 +61,7 @@ def assert_outputs_equal(outs, ref):
 
 
 # ------------------------------------------------------------------------------------------------------------ ViT
+
 
 @pytest.mark.parametrize('expedite', [None, dict(enabled=False, alpha=2, cluster_shape=(2, 3))])
 def test_vit_off_is_host(expedite):
@@ -151,6 +165,7 @@ def test_vit_from_config_and_errors():
 
 # ----------------------------------------------------------------------------------------------------------- Swin
 
+
 @pytest.mark.parametrize('host_cls,wrapper_cls', [(SwinTransformer, HourglassSwin), (DetSwin, HourglassSwinDet)])
 @pytest.mark.parametrize('expedite', [None, dict(enabled=False, alpha=5, cluster_shape=2)])
 def test_swin_off_is_host(host_cls, wrapper_cls, expedite):
@@ -170,13 +185,26 @@ def test_swin_window_attention_and_index_match_host():
     with torch.no_grad():
         ref = block.attn(x, (7, 10))
         # NOTE: the shared window attention runs one fused sdpa call: equal to the host's eager math to rounding
-        out = window_attention(x, (7, 10), qkv=w_msa.qkv, proj=w_msa.proj, num_heads=w_msa.num_heads, window_size=4,
-                               scale=w_msa.scale, rel_pos_bias=bias, shift_size=2)
+        out = window_attention(
+            x, (7, 10),
+            qkv=w_msa.qkv,
+            proj=w_msa.proj,
+            num_heads=w_msa.num_heads,
+            window_size=4,
+            scale=w_msa.scale,
+            rel_pos_bias=bias,
+            shift_size=2)
         regular = host.stages[1].blocks[0].attn  # an unshifted block
         r_msa = regular.w_msa
         r_bias = r_msa.relative_position_bias_table[r_msa.relative_position_index.view(-1)].view(16, 16, -1)
-        unshifted = window_attention(x, (7, 10), qkv=r_msa.qkv, proj=r_msa.proj, num_heads=r_msa.num_heads,
-                                     window_size=4, scale=r_msa.scale, rel_pos_bias=r_bias.permute(2, 0, 1))
+        unshifted = window_attention(
+            x, (7, 10),
+            qkv=r_msa.qkv,
+            proj=r_msa.proj,
+            num_heads=r_msa.num_heads,
+            window_size=4,
+            scale=r_msa.scale,
+            rel_pos_bias=r_bias.permute(2, 0, 1))
         ref_unshifted = regular(x, (7, 10))
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(unshifted, ref_unshifted, rtol=1e-5, atol=1e-6)
@@ -233,8 +261,8 @@ def test_swin_padding_and_shift_mask_switches():
     cfg = dict(alpha=5, cluster_shape=2, window=3, k=3)
     host, swin = build_pair(SwinTransformer, HourglassSwin, SWIN, cfg)
     variants = {}
-    for name, extra in dict(default={}, pad_clustered=dict(mask_padding=False),
-                            legacy=dict(legacy_shift_mask=True)).items():
+    for name, extra in dict(
+            default={}, pad_clustered=dict(mask_padding=False), legacy=dict(legacy_shift_mask=True)).items():
         model = HourglassSwin(**SWIN, expedite=dict(cfg, **extra))
         model.load_state_dict(host.state_dict())
         variants[name] = model.eval()
@@ -283,8 +311,9 @@ def test_swin_config_errors():
         HourglassSwin(**SWIN, expedite=dict(alpha=10, cluster_shape=2))
     with pytest.raises(ValueError, match='beta'):
         HourglassSwin(**SWIN, expedite=dict(alpha=5, cluster_shape=2, beta=1))
-    assert isinstance(MODELS.build(dict(type='mmvit_ext.HourglassSwin', **SWIN,
-                                        expedite=dict(alpha=5, cluster_shape=2))), HourglassSwin)
+    assert isinstance(
+        MODELS.build(dict(type='mmvit_ext.HourglassSwin', **SWIN, expedite=dict(alpha=5, cluster_shape=2))),
+        HourglassSwin)
 
 
 def test_out_channels_and_strides():

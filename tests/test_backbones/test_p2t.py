@@ -40,8 +40,10 @@ def test_parameter_and_tensor_counts(arch):
 def _kv_token_counts(model, x):
     """Number of key/value tokens of the first block of every stage, read from the ``attn.kv`` input."""
     counts = []
-    hooks = [stage.blocks[0].attn.kv.register_forward_hook(lambda m, i, o: counts.append(i[0].shape[1]))
-             for stage in model.stages]
+    hooks = [
+        stage.blocks[0].attn.kv.register_forward_hook(lambda m, i, o: counts.append(i[0].shape[1]))
+        for stage in model.stages
+    ]
     with torch.no_grad():
         outs = model(x)
     for h in hooks:
@@ -49,14 +51,16 @@ def _kv_token_counts(model, x):
     return counts, outs
 
 
-@pytest.mark.parametrize('size, expected', [
-    ((224, 224), [54, 54, 54, 73]),
-    # 800x608: stage maps 200x152, 100x76, 50x38, 25x19 hit x.5 at every stage: 12.5 -> 12 and 9.5 -> 10
-    # (floor(x + 0.5) would give 13 x 10 and count 479/479/479/683)
-    ((800, 608), [469, 469, 469, 673]),
-    # the official minimum, 65 px: stage maps 17, 9, 5, 3; round(3 / 4) = 1
-    ((65, 65), [4, 7, 7, 15]),
-])
+@pytest.mark.parametrize(
+    'size, expected',
+    [
+        ((224, 224), [54, 54, 54, 73]),
+        # 800x608: stage maps 200x152, 100x76, 50x38, 25x19 hit x.5 at every stage: 12.5 -> 12 and 9.5 -> 10
+        # (floor(x + 0.5) would give 13 x 10 and count 479/479/479/683)
+        ((800, 608), [469, 469, 469, 673]),
+        # the official minimum, 65 px: stage maps 17, 9, 5, 3; round(3 / 4) = 1
+        ((65, 65), [4, 7, 7, 15]),
+    ])
 def test_kv_token_counts_in_the_model(size, expected):
     model = P2T(SMALL_ARCH).eval()
     counts, outs = _kv_token_counts(model, torch.randn(1, 3, *size))
@@ -73,12 +77,14 @@ def test_kv_token_counts_at_dense_sizes(hw, expected):
     assert counts == expected
 
 
-@pytest.mark.parametrize('size, expected', [
-    (223, [56, 28, 14, 7]),
-    (225, [57, 29, 15, 8]),
-    (100, [25, 13, 7, 4]),
-    (65, [17, 9, 5, 3]),  # the smallest valid input
-])
+@pytest.mark.parametrize(
+    'size, expected',
+    [
+        (223, [56, 28, 14, 7]),
+        (225, [57, 29, 15, 8]),
+        (100, [25, 13, 7, 4]),
+        (65, [17, 9, 5, 3]),  # the smallest valid input
+    ])
 def test_stage_sizes_follow_the_conv(size, expected):
     model = P2T(SMALL_ARCH).eval()
     with torch.no_grad():
@@ -101,8 +107,10 @@ def test_layer_norm_eps_and_activation():
 
 def test_drop_path_schedule_and_dead_dropouts():
     model = P2T('tiny', drop_path_rate=0.3)
-    rates = [blk.drop_path.drop_prob if hasattr(blk.drop_path, 'drop_prob') else 0.
-             for stage in model.stages for blk in stage.blocks]
+    rates = [
+        blk.drop_path.drop_prob if hasattr(blk.drop_path, 'drop_prob') else 0. for stage in model.stages
+        for blk in stage.blocks
+    ]
     torch.testing.assert_close(torch.tensor(rates), torch.linspace(0, 0.3, 13))
     attn = model.stages[0].blocks[0].attn
     assert attn.attn_drop_rate == 0. and attn.proj_drop.p == 0.

@@ -30,17 +30,28 @@ class ToyBNChain(BaseViTBackbone):
     per_stage_keys = essential_keys
     num_stages = 2
 
-    def __init__(self, arch='tiny', *, out_indices=(0, 1), frozen_stages=-1, norm_eval=False, with_cp=False,
+    def __init__(self,
+                 arch='tiny',
+                 *,
+                 out_indices=(0, 1),
+                 frozen_stages=-1,
+                 norm_eval=False,
+                 with_cp=False,
                  init_cfg=None) -> None:
-        super().__init__(arch, out_indices=out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
-                         with_cp=with_cp, init_cfg=init_cfg)
+        super().__init__(
+            arch,
+            out_indices=out_indices,
+            frozen_stages=frozen_stages,
+            norm_eval=norm_eval,
+            with_cp=with_cp,
+            init_cfg=init_cfg)
         dims, depths = self.arch_settings['embed_dims'], self.arch_settings['depths']
         self.feature_channels, self.feature_strides = tuple(dims), (4, 8)
         self.stages = nn.ModuleList()
         for i, (c, d) in enumerate(zip(dims, depths)):
             stage = nn.Module()
-            stage.downsample = PatchEmbed(3 if i == 0 else dims[i - 1], c, kernel_size=7 if i == 0 else 3,
-                                          stride=4 if i == 0 else 2)
+            stage.downsample = PatchEmbed(
+                3 if i == 0 else dims[i - 1], c, kernel_size=7 if i == 0 else 3, stride=4 if i == 0 else 2)
             stage.blocks = nn.ModuleList(ToyConvBlock(c) for _ in range(d))
             self.stages.append(stage)
         self._freeze_stages()
@@ -94,10 +105,21 @@ class ToyBranches(BaseViTBackbone):
             if len(arch[key]) != cls.num_outputs:
                 raise ValueError(f'{cls.__name__}: arch[{key!r}] needs one entry per branch ({cls.num_outputs})')
 
-    def __init__(self, arch='tiny', *, out_indices=(0, 1), frozen_stages=-1, norm_eval=False, with_cp=False,
+    def __init__(self,
+                 arch='tiny',
+                 *,
+                 out_indices=(0, 1),
+                 frozen_stages=-1,
+                 norm_eval=False,
+                 with_cp=False,
                  init_cfg=None) -> None:
-        super().__init__(arch, out_indices=out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
-                         with_cp=with_cp, init_cfg=init_cfg)
+        super().__init__(
+            arch,
+            out_indices=out_indices,
+            frozen_stages=frozen_stages,
+            norm_eval=norm_eval,
+            with_cp=with_cp,
+            init_cfg=init_cfg)
         (c0, c1), (w0, w1) = self.arch_settings['embed_dims'], self.arch_settings['windows']
         self.feature_channels, self.feature_strides = (c0, c1), (4, 8)
         self.stem = PatchEmbed(3, c0, kernel_size=7, stride=4)

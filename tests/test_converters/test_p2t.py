@@ -104,8 +104,11 @@ class OfficialLayoutP2T(nn.Module):
             setattr(self, f'd_convs{s + 1}',
                     nn.ModuleList(nn.Conv2d(dims[s], dims[s], 3, 1, 1, groups=dims[s]) for _ in RATIOS[s]))
         for s in range(4):
-            setattr(self, f'block{s + 1}', nn.ModuleList(
-                RefBlock(dims[s], arch['num_heads'][s], arch['mlp_ratios'][s], RATIOS[s]) for _ in range(depths[s])))
+            setattr(
+                self, f'block{s + 1}',
+                nn.ModuleList(
+                    RefBlock(dims[s], arch['num_heads'][s], arch['mlp_ratios'][s], RATIOS[s])
+                    for _ in range(depths[s])))
         self.head = nn.Linear(dims[-1], num_classes)
 
     def forward_features_for_fpn(self, x):
@@ -156,8 +159,10 @@ def test_reference_layout_is_the_official_one(tiny_ref):
     sd = tiny_ref.state_dict()
     assert len(sd) == 284  # measured on the official p2t_tiny
     assert sum(v.numel() for v in sd.values()) == 11_590_840
-    assert {'block1.0.attn.q.0.weight', 'block1.0.attn.kv.0.bias', 'd_convs4.3.weight', 'patch_embed4.norm.bias',
-            'block3.5.mlp.fc2.weight', 'head.weight'} <= set(sd)
+    assert {
+        'block1.0.attn.q.0.weight', 'block1.0.attn.kv.0.bias', 'd_convs4.3.weight', 'patch_embed4.norm.bias',
+        'block3.5.mlp.fc2.weight', 'head.weight'
+    } <= set(sd)
     assert is_official_layout('p2t', sd) and not is_official_layout('p2t', convert(sd, target='backbone'))
 
 
@@ -184,8 +189,7 @@ def test_classifier_target_reproduces_logits(tiny_ref):
     assert list(sd)[-2:] == ['head.fc.weight', 'head.fc.bias']
     assert all(k.startswith('backbone.stages.') for k in list(sd)[:-2])
     backbone = P2T(TINY, out_indices=(3, )).eval()
-    backbone.load_state_dict({k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')},
-                             strict=True)
+    backbone.load_state_dict({k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}, strict=True)
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         logits = F.linear(backbone(x)[0].mean((2, 3)), sd['head.fc.weight'], sd['head.fc.bias'])
@@ -206,16 +210,28 @@ def test_wrapped_and_prefixed_inputs(tiny_ref):
     expected = convert(official, target='backbone')
     head_free = OrderedDict((k, v) for k, v in official.items() if not k.startswith('head.'))
     variants = {
-        'state_dict': {'state_dict': official, 'meta': {}},
-        'model': {'model': official, 'epoch': 3},
-        'module.': OrderedDict((f'module.{k}', v) for k, v in official.items()),
+        'state_dict': {
+            'state_dict': official,
+            'meta': {}
+        },
+        'model': {
+            'model': official,
+            'epoch': 3
+        },
+        'module.':
+        OrderedDict((f'module.{k}', v) for k, v in official.items()),
         # official Semantic-FPN checkpoint: backbone.* incl. an unused random backbone.head.*, plus the decoder
-        'seg': {'state_dict': OrderedDict([(f'backbone.{k}', v) for k, v in official.items()]
-                                          + [('decode_head.conv_seg.weight', torch.zeros(150, 128, 1, 1))])},
+        'seg': {
+            'state_dict':
+            OrderedDict([(f'backbone.{k}', v)
+                         for k, v in official.items()] + [('decode_head.conv_seg.weight', torch.zeros(150, 128, 1, 1))])
+        },
         # detector: no head in the backbone, plus neck and bbox head
-        'det': OrderedDict([(f'backbone.{k}', v) for k, v in head_free.items()]
-                           + [('neck.lateral_convs.0.conv.weight', torch.zeros(256, 48, 1, 1))]),
-        'ours': expected,
+        'det':
+        OrderedDict([(f'backbone.{k}', v) for k, v in head_free.items()] +
+                    [('neck.lateral_convs.0.conv.weight', torch.zeros(256, 48, 1, 1))]),
+        'ours':
+        expected,
     }
     for name, ckpt in variants.items():
         out = convert(ckpt, target='backbone')
@@ -262,8 +278,12 @@ def test_init_cfg_pretrained_loads_official_files(tiny_ref, tmp_path):
 
     # a whole official detector checkpoint, selected with prefix
     det = tmp_path / 'retinanet_p2t_t.pth'
-    torch.save({'state_dict': OrderedDict([(f'backbone.{k}', v) for k, v in official.items() if 'head' not in k]
-                                          + [('neck.fpn_convs.0.conv.bias', torch.zeros(256))])}, det)
+    torch.save(
+        {
+            'state_dict':
+            OrderedDict([(f'backbone.{k}', v) for k, v in official.items() if 'head' not in k] +
+                        [('neck.fpn_convs.0.conv.bias', torch.zeros(256))])
+        }, det)
     model = P2T(TINY, init_cfg=dict(type='Pretrained', checkpoint=str(det), prefix='backbone.'))
     model.init_weights()
     assert_outputs_match(tiny_ref, model.eval(), x)
@@ -281,8 +301,10 @@ def test_init_cfg_pretrained_is_strict(tiny_ref, tmp_path):
     path = tmp_path / 'missing.pth'
     torch.save(OrderedDict((k, v) for k, v in official.items() if k != 'block2.1.norm2.bias'), path)
     model = P2T(TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(PretrainedLoadError, match=r'1 missing keys \[\'stages\.1\.blocks\.1\.norm2\.bias\'\].*'
-                       r'0 unexpected keys(.|\n)*convert_checkpoint\.py p2t'):
+    with pytest.raises(
+            PretrainedLoadError,
+            match=r'1 missing keys \[\'stages\.1\.blocks\.1\.norm2\.bias\'\].*'
+            r'0 unexpected keys(.|\n)*convert_checkpoint\.py p2t'):
         model.init_weights()
     # tiny weights into small: shape mismatches name the arch
     path = tmp_path / 'tiny.pth'

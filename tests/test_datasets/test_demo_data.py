@@ -191,8 +191,8 @@ def _dataset_cfg(config, demo_root, part, key='train_dataloader'):
                                               ('demo_coco_instance_semantic.py', True)])
 def test_coco_configs_build(demo_root, config, with_mask):
     pytest.importorskip('mmdet.datasets')
-    from mmengine.registry import init_default_scope
     from mmdet.registry import DATASETS
+    from mmengine.registry import init_default_scope
     init_default_scope('mmdet')
     cfg, dataset_cfg = _dataset_cfg(config, demo_root, 'coco')
     assert cfg.val_evaluator.ann_file.startswith(cfg.data_root)

@@ -112,7 +112,10 @@ def test_found_from_an_mmseg_pipeline_in_a_fresh_process():
             "init_default_scope('mmseg')\nassert 'mmvit_ext' not in sys.modules\n"
             "t = TRANSFORMS.build(dict(type='mmvit_ext.AlignResize', size_divisor=32))\n"
             'print(type(t).__module__, type(t).__name__)\n')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300,
+    out = subprocess.run([sys.executable, '-c', code],
+                         capture_output=True,
+                         text=True,
+                         timeout=300,
                          env=dict(os.environ, OMP_WAIT_POLICY='PASSIVE'))
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith('mmvit_ext.datasets.transforms AlignResize')
@@ -174,8 +177,9 @@ def test_config_test_pipeline_end_to_end(demo_ade_root):
     assert tuple(batch['inputs'].shape) == (1, 3, 512, 704)
 
     # a perfect prediction at the aligned size, resized back by the segmentor's post-processing
-    aligned = AlignResize(scale=(2048, 512), keep_ratio=True)(dict(img=labels[..., None].repeat(3, -1),
-                                                                   gt_seg_map=labels.copy()))['gt_seg_map']
+    aligned = AlignResize(
+        scale=(2048, 512), keep_ratio=True)(dict(img=labels[..., None].repeat(3, -1),
+                                                 gt_seg_map=labels.copy()))['gt_seg_map']
     assert aligned.shape == (512, 704)
     num_classes = cfg.model.decode_head.num_classes
     logits = torch.nn.functional.one_hot(torch.from_numpy(aligned.astype(np.int64) - 1).clamp(min=0),
@@ -199,9 +203,11 @@ def test_config_tta_pipeline_builds_and_runs(demo_ade_root):
     cfg = Config.fromfile(FPN_T)
     init_default_scope('mmseg')
     results = Compose(cfg.tta_pipeline)(
-        dict(img_path=osp.join(root, 'images/validation/ADE_val_00000001.jpg'),
-             seg_map_path=osp.join(root, 'annotations/validation/ADE_val_00000001.png'), reduce_zero_label=True,
-             seg_fields=[]))
+        dict(
+            img_path=osp.join(root, 'images/validation/ADE_val_00000001.jpg'),
+            seg_map_path=osp.join(root, 'annotations/validation/ADE_val_00000001.png'),
+            reduce_zero_label=True,
+            seg_fields=[]))
     shapes = sorted({tuple(x.shape[-2:]) for x in results['inputs']})
     # ratios 0.5 .. 1.75 of (2048, 512) on a 150x200 image, each side rounded up to a multiple of 32
     assert shapes == [(256, 352), (384, 512), (512, 704), (640, 864), (768, 1024), (896, 1216)]

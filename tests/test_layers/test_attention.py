@@ -66,12 +66,12 @@ def _p2t_convs(channels, n):
 REDUCERS = {
     'none': (lambda c: None, lambda c: {}, 13 * 17),
     'conv_sr': (lambda c: ConvSR(c, sr_ratio=4), lambda c: {}, 3 * 4),
-    'dw_conv_sr_bn': (lambda c: ConvSR(c, sr_ratio=2, depthwise=True, norm_cfg=dict(type='BN')), lambda c: {},
-                      6 * 8),
+    'dw_conv_sr_bn': (lambda c: ConvSR(c, sr_ratio=2, depthwise=True, norm_cfg=dict(type='BN')), lambda c: {}, 6 * 8),
     'avg_pool_sr': (lambda c: AvgPoolSR(c, pool_size=7), lambda c: {}, 49),
     # 13x17 at ratios 2, 3, 5: round(6.5)=6 x round(8.5)=8, 4 x 6, 3 x 3
-    'pyramid_pool_sr': (lambda c: PyramidPoolSR((2, 3, 5)), lambda c: {'pool_convs': _p2t_convs(c, 3)},
-                        48 + 24 + 9),
+    'pyramid_pool_sr': (lambda c: PyramidPoolSR((2, 3, 5)), lambda c: {
+        'pool_convs': _p2t_convs(c, 3)
+    }, 48 + 24 + 9),
 }
 
 

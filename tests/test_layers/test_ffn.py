@@ -55,8 +55,12 @@ def test_conv_ffn_keeps_4d_pointwise_kernels_and_names():
     ffn = ConvFFN(8, hidden_dims=32, act_cfg=dict(type='HSwish'))
     shapes = {k: tuple(v.shape) for k, v in ffn.state_dict().items()}
     assert shapes == {
-        'fc1.weight': (32, 8, 1, 1), 'fc1.bias': (32, ), 'conv.weight': (32, 1, 3, 3), 'conv.bias': (32, ),
-        'fc2.weight': (8, 32, 1, 1), 'fc2.bias': (8, )
+        'fc1.weight': (32, 8, 1, 1),
+        'fc1.bias': (32, ),
+        'conv.weight': (32, 1, 3, 3),
+        'conv.bias': (32, ),
+        'fc2.weight': (8, 32, 1, 1),
+        'fc2.bias': (8, )
     }
     assert isinstance(ffn.act1, torch.nn.Hardswish) and isinstance(ffn.act2, torch.nn.Hardswish)
 
@@ -91,8 +95,7 @@ def test_fused_cpu_inference_path_equals_plain_path(name, monkeypatch):
     with torch.no_grad():
         chunked = ffn(x5, hw)
     assert calls == [1, 1, 1, 1, 1]  # the whole batch, then 3 micro-batches (2 + 2 + 1)
-    torch.testing.assert_close(chunked, ffn._forward_plain(x5.view(5, 5, 7, 8)).reshape(5, 35, 8), rtol=1e-5,
-                               atol=1e-5)
+    torch.testing.assert_close(chunked, ffn._forward_plain(x5.view(5, 5, 7, 8)).reshape(5, 35, 8), rtol=1e-5, atol=1e-5)
     # norms or the depthwise residual keep the plain path
     assert ConvFFN(8, hidden_dims=32, dw_residual=True)._onednn_act is None
 

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from mmvit_ext.models.layers import (RelativePositionBias, WindowMSA, relative_position_bias,
-                                     relative_position_index, resize_query_key_bias, resize_rel_pos_table,
-                                     use_fused_attn, window_pads, window_partition, window_reverse)
+from mmvit_ext.models.layers import (RelativePositionBias, WindowMSA, relative_position_bias, relative_position_index,
+                                     resize_query_key_bias, resize_rel_pos_table, use_fused_attn, window_pads,
+                                     window_partition, window_reverse)
 
 
 @pytest.mark.parametrize('shuffle', [False, True])
@@ -50,8 +50,8 @@ def test_table_resize_and_load_hook():
     const = torch.full((49, 3), 0.5)
     torch.testing.assert_close(resize_rel_pos_table(const, 4, 2), torch.full((9, 3), 0.5))
     module = RelativePositionBias(2, num_heads=3)
-    torch.testing.assert_close(module(window_size=4), relative_position_bias(module.relative_position_bias_table, 4,
-                                                                             table_window_size=2))
+    torch.testing.assert_close(
+        module(window_size=4), relative_position_bias(module.relative_position_bias_table, 4, table_window_size=2))
     assert 'relative_position_index' not in module.state_dict()
     result = module.load_state_dict({'relative_position_bias_table': table})  # a window-4 table: resized (bicubic)
     assert not result.missing_keys and not result.unexpected_keys
@@ -67,8 +67,8 @@ def test_query_key_bias_resize():
     out = resize_query_key_bias(bias, (4, 4), (2, 2), (6, 8), (3, 4))
     assert out.shape == (2, 48, 12)
     const = torch.full((2, 16, 4), 0.25)
-    torch.testing.assert_close(resize_query_key_bias(const, (4, 4), (2, 2), (6, 8), (3, 4)),
-                               torch.full((2, 48, 12), 0.25))
+    torch.testing.assert_close(
+        resize_query_key_bias(const, (4, 4), (2, 2), (6, 8), (3, 4)), torch.full((2, 48, 12), 0.25))
     # the key grid is resized per query: a bias constant over queries stays constant over queries
     per_key = torch.randn(2, 1, 4).expand(2, 16, 4)
     out = resize_query_key_bias(per_key, (4, 4), (2, 2), (4, 4), (4, 4))

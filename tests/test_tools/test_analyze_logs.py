@@ -37,11 +37,24 @@ def iter_log(tmp_path):
     """mmseg-style iteration-based run: 40 iters, logged every 10, mIoU every 20 (step = iteration)."""
     recs = []
     for it in range(10, 41, 10):
-        recs.append(dict(lr=0.01 * (1 - it / 50), data_time=0.01, loss=2.0 / it, time=0.5 if it > 10 else 3.0,
-                         iter=it, step=it, memory=100))
+        recs.append(
+            dict(
+                lr=0.01 * (1 - it / 50),
+                data_time=0.01,
+                loss=2.0 / it,
+                time=0.5 if it > 10 else 3.0,
+                iter=it,
+                step=it,
+                memory=100))
         if it % 20 == 0:
-            recs.append({'aAcc': 50.0 + it, 'mIoU': 10.0 + it, 'mAcc': 20.0, 'data_time': 0.02, 'time': 0.1,
-                         'step': it})
+            recs.append({
+                'aAcc': 50.0 + it,
+                'mIoU': 10.0 + it,
+                'mAcc': 20.0,
+                'data_time': 0.02,
+                'time': 0.1,
+                'step': it
+            })
     return _write(tmp_path / 'seg_run' / '20240101_000000' / 'vis_data' / 'scalars.json', recs)
 
 
@@ -52,10 +65,23 @@ def epoch_log(tmp_path):
     for epoch in (1, 2):
         for k, inner in enumerate((10, 20, 30)):
             it = (epoch - 1) * 30 + inner
-            recs.append(dict(lr=0.02, data_time=0.05, loss=1.0 / it, loss_cls=0.5 / it, time=times[epoch][k],
-                             epoch=epoch, iter=it, step=it))
-        recs.append({'coco/bbox_mAP': 0.1 * epoch, 'coco/bbox_mAP_50': 0.2 * epoch, 'data_time': 0.01,
-                     'time': 0.2, 'step': epoch})
+            recs.append(
+                dict(
+                    lr=0.02,
+                    data_time=0.05,
+                    loss=1.0 / it,
+                    loss_cls=0.5 / it,
+                    time=times[epoch][k],
+                    epoch=epoch,
+                    iter=it,
+                    step=it))
+        recs.append({
+            'coco/bbox_mAP': 0.1 * epoch,
+            'coco/bbox_mAP_50': 0.2 * epoch,
+            'data_time': 0.01,
+            'time': 0.2,
+            'step': epoch
+        })
     # a half-written last line, as in a log of a run that is still going
     return _write(tmp_path / 'det_run' / '20240102_000000' / 'vis_data' / 'scalars.json', recs, tail='{"lr": 0.0')
 
@@ -75,8 +101,11 @@ def test_plot_curve_png(iter_log, epoch_log, tmp_path, capsys):
 
     # two logs of different kinds in one figure, keys given by their last component
     out2 = tmp_path / 'cmp.pdf'
-    tool.main(['plot_curve', epoch_log, osp.dirname(iter_log), '--keys', 'loss', '--legend', 'det', 'seg', '--out',
-               str(out2)])
+    tool.main([
+        'plot_curve', epoch_log,
+        osp.dirname(iter_log), '--keys', 'loss', '--legend', 'det', 'seg', '--out',
+        str(out2)
+    ])
     assert out2.is_file() and out2.stat().st_size > 1000
 
 

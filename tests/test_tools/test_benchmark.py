@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import mmvit_ext  # noqa: F401
-from mmvit_ext.utils.benchmark import (JSON_KEYS, describe_timed_work, format_results, run_benchmark,
-                                       time_interleaved, write_json)
+from mmvit_ext.utils.benchmark import (JSON_KEYS, describe_timed_work, format_results, run_benchmark, time_interleaved,
+                                       write_json)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -49,7 +49,8 @@ def two_configs(tmp_path, monkeypatch):
     paths = []
     for name, dim in (('small', 8), ('wide', 24)):
         cfg = tmp_path / f'{name}.py'
-        cfg.write_text(textwrap.dedent(f'''
+        cfg.write_text(
+            textwrap.dedent(f'''
             custom_imports = dict(imports=['mmvit_ext_bench_test_nets'], allow_failed_imports=False)
             model = dict(type='BenchTestNet', dim={dim})
         '''))
@@ -66,8 +67,7 @@ def _check_record(rec, config, batch):
 
 
 def test_run_benchmark_two_configs_with_memory(two_configs, tmp_path):
-    records = run_benchmark(two_configs, (32, 32), batch_size=2, repeat=3, warmup=1, threads=1, device='cpu',
-                            log=None)
+    records = run_benchmark(two_configs, (32, 32), batch_size=2, repeat=3, warmup=1, threads=1, device='cpu', log=None)
     assert len(records) == 2
     for rec, cfg in zip(records, two_configs):
         _check_record(rec, cfg, batch=2)
@@ -94,8 +94,11 @@ def test_cli_train_mode_json(two_configs, tmp_path, capsys):
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     out = tmp_path / 'train.json'
-    tool.main(two_configs + ['--shape', '32', '48', '--mode', 'train', '--batch', '2', '--repeat', '2', '--warmup',
-                             '1', '--threads', '1', '--device', 'cpu', '--no-memory', '--quiet', '--json', str(out)])
+    tool.main(two_configs + [
+        '--shape', '32', '48', '--mode', 'train', '--batch', '2', '--repeat', '2', '--warmup', '1', '--threads', '1',
+        '--device', 'cpu', '--no-memory', '--quiet', '--json',
+        str(out)
+    ])
     printed = capsys.readouterr().out
     assert 'backward() of a surrogate loss' in printed and 'Ratios vs #0' in printed
     records = json.loads(out.read_text())

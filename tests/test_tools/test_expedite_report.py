@@ -4,7 +4,6 @@ import importlib.util
 import json
 import math
 import os.path as osp
-import textwrap
 
 import pytest
 
@@ -20,10 +19,26 @@ model = dict(
     decode_head=dict(type='FCNHead', in_channels={channels}, in_index=-1, channels=8, num_convs=1, num_classes=3,
                      norm_cfg=dict(type='BN'), loss_decode=dict(type='CrossEntropyLoss')))
 '''
-VIT = dict(type='VisionTransformer', img_size=(64, 96), patch_size=8, embed_dims=16, num_layers=4, num_heads=2,
-           mlp_ratio=2, out_indices=(1, 3), final_norm=True, init_cfg=dict(type='Pretrained', checkpoint='none.pth'))
-SWIN = dict(type='SwinTransformer', embed_dims=8, depths=(2, 2, 4, 2), num_heads=(1, 1, 2, 2), window_size=4,
-            mlp_ratio=2, drop_path_rate=0., init_cfg=dict(type='Pretrained', checkpoint='none.pth'))
+VIT = dict(
+    type='VisionTransformer',
+    img_size=(64, 96),
+    patch_size=8,
+    embed_dims=16,
+    num_layers=4,
+    num_heads=2,
+    mlp_ratio=2,
+    out_indices=(1, 3),
+    final_norm=True,
+    init_cfg=dict(type='Pretrained', checkpoint='none.pth'))
+SWIN = dict(
+    type='SwinTransformer',
+    embed_dims=8,
+    depths=(2, 2, 4, 2),
+    num_heads=(1, 1, 2, 2),
+    window_size=4,
+    mlp_ratio=2,
+    drop_path_rate=0.,
+    init_cfg=dict(type='Pretrained', checkpoint='none.pth'))
 
 
 def _load_tool():
@@ -39,14 +54,16 @@ def pairs(tmp_path):
     """Two (plain, hourglass) config pairs; the plain backbones name a checkpoint that does not exist, which the
     report must not try to load."""
     paths = []
-    for name, backbone, channels, hourglass in (
-            ('vit', VIT, 16, dict(type='mmvit_ext.HourglassViT', expedite=dict(alpha=1, cluster_shape=(4, 6),
-                                                                                 window=3, k=4))),
-            ('swin', SWIN, 64, dict(type='mmvit_ext.HourglassSwin', expedite=dict(alpha=5, cluster_shape=2,
-                                                                                   window=3, k=3)))):
+    for name, backbone, channels, hourglass in (('vit', VIT, 16,
+                                                 dict(
+                                                     type='mmvit_ext.HourglassViT',
+                                                     expedite=dict(alpha=1, cluster_shape=(4, 6), window=3, k=4))),
+                                                ('swin', SWIN, 64,
+                                                 dict(
+                                                     type='mmvit_ext.HourglassSwin',
+                                                     expedite=dict(alpha=5, cluster_shape=2, window=3, k=3)))):
         (tmp_path / f'{name}.py').write_text(SEG.format(backbone=backbone, channels=channels))
-        (tmp_path / f'{name}-hourglass.py').write_text(
-            f"_base_ = './{name}.py'\nmodel = dict(backbone={hourglass})\n")
+        (tmp_path / f'{name}-hourglass.py').write_text(f"_base_ = './{name}.py'\nmodel = dict(backbone={hourglass})\n")
         paths += [str(tmp_path / f'{name}.py'), str(tmp_path / f'{name}-hourglass.py')]
     return paths
 
@@ -55,8 +72,10 @@ def pairs(tmp_path):
 def test_report_runs_and_writes_json(pairs, tmp_path, capsys, part):
     tool = _load_tool()
     out = tmp_path / 'report.json'
-    results = tool.main(pairs + ['--shape', '64', '96', '--repeat', '2', '--warmup', '1', '--part', part,
-                                 '--json', str(out), '--quiet'])
+    results = tool.main(
+        pairs +
+        ['--shape', '64', '96', '--repeat', '2', '--warmup', '1', '--part', part, '--json',
+         str(out), '--quiet'])
     text = capsys.readouterr().out
     assert 'speed-up' in text and 'cos mean' in text and str(out) in text
     data = json.loads(out.read_text())
@@ -91,8 +110,9 @@ def test_report_images_folder_and_errors(pairs, tmp_path):
     folder = tmp_path / 'imgs'
     folder.mkdir()
     cv2.imwrite(str(folder / 'a.png'), np.full((50, 70, 3), 128, np.uint8))
-    res = tool.main(pairs[:2] + ['--shape', '64', '96', '--repeat', '1', '--warmup', '0', '--images', str(folder),
-                                 '--quiet'])
+    res = tool.main(pairs[:2] +
+                    ['--shape', '64', '96', '--repeat', '1', '--warmup', '0', '--images',
+                     str(folder), '--quiet'])
     assert res[0]['images'].startswith(str(folder))
     with pytest.raises(SystemExit):
         tool.parse_args(pairs[:3])  # not pairs

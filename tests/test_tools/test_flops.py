@@ -150,7 +150,8 @@ def tiny_config(tmp_path, monkeypatch):
     (tmp_path / 'mmvit_ext_flops_test_nets.py').write_text(NETS)
     monkeypatch.syspath_prepend(str(tmp_path))
     cfg = tmp_path / 'tiny.py'
-    cfg.write_text(textwrap.dedent('''
+    cfg.write_text(
+        textwrap.dedent('''
         custom_imports = dict(imports=['mmvit_ext_flops_test_nets'], allow_failed_imports=False)
         model = dict(type='FlopsTestModel', backbone=dict(type='FlopsTestBackbone', dim=16, heads=2))
     '''))
@@ -217,7 +218,8 @@ def test_mmseg_encoder_decoder(tmp_path):
     except Exception as err:  # e.g. a torch/torchvision mismatch
         pytest.skip(f'mmseg.models does not import: {err}')
     cfg = tmp_path / 'seg.py'
-    cfg.write_text(textwrap.dedent('''
+    cfg.write_text(
+        textwrap.dedent('''
         default_scope = 'mmseg'
         norm_cfg = dict(type='BN', requires_grad=True)
         model = dict(
@@ -263,8 +265,8 @@ def test_resolve_config_path(tmp_path):
     if not _has('mmseg'):
         pytest.skip('needs mmseg')
     path = resolve_config_path(SEGFORMER_B0)
-    assert osp.isfile(path) and path.endswith(osp.join('.mim', 'configs', 'segformer',
-                                                       'segformer_mit-b0_8xb2-160k_ade20k-512x512.py'))
+    assert osp.isfile(path) and path.endswith(
+        osp.join('.mim', 'configs', 'segformer', 'segformer_mit-b0_8xb2-160k_ade20k-512x512.py'))
     with pytest.raises(FileNotFoundError, match=r'mmseg::segformer/nope\.py.*holds: segformer_mit-b0'):
         resolve_config_path('mmseg::segformer/nope.py')
     with pytest.raises(ValueError, match="unknown package 'mmfoo'"):

@@ -6,8 +6,8 @@ from mmengine.config import Config
 from mmengine.registry import OPTIM_WRAPPERS
 
 import mmvit_ext  # noqa: F401
-from mmvit_ext.utils.launch import (UserError, replace_syncbn, check_dataset_paths, ensure_cpu_compatible,
-                                    load_checkpoint_strict, load_config, setup_amp, user_errors)
+from mmvit_ext.utils.launch import (UserError, check_dataset_paths, ensure_cpu_compatible, load_checkpoint_strict,
+                                    load_config, replace_syncbn, setup_amp, user_errors)
 
 
 def _cfg(tmp_path, **dataset):
@@ -23,8 +23,8 @@ def test_dataset_paths_ok(tmp_path):
     (tmp_path / 'ann').mkdir()
     (tmp_path / 'ann' / 'train.json').write_text('{}')
     (tmp_path / 'img').mkdir()
-    check_dataset_paths(_cfg(tmp_path, data_root=str(tmp_path), ann_file='ann/train.json',
-                             data_prefix=dict(img='img/')))
+    check_dataset_paths(
+        _cfg(tmp_path, data_root=str(tmp_path), ann_file='ann/train.json', data_prefix=dict(img='img/')))
 
 
 def test_dataset_paths_missing_root_gives_fix(tmp_path):
@@ -38,9 +38,14 @@ def test_dataset_paths_missing_root_gives_fix(tmp_path):
 
 
 def test_dataset_paths_missing_ann_and_prefix_in_wrapped_dataset(tmp_path):
-    cfg = Config(dict(train_dataloader=dict(dataset=dict(
-        type='RepeatDataset', times=2,
-        dataset=dict(type='X', data_root=str(tmp_path), ann_file='missing.json', data_prefix=dict(img='imgs/'))))))
+    cfg = Config(
+        dict(
+            train_dataloader=dict(
+                dataset=dict(
+                    type='RepeatDataset',
+                    times=2,
+                    dataset=dict(
+                        type='X', data_root=str(tmp_path), ann_file='missing.json', data_prefix=dict(img='imgs/'))))))
     with pytest.raises(UserError) as err:
         check_dataset_paths(cfg)
     assert 'train_dataloader.dataset.dataset.ann_file' in str(err.value)
@@ -48,8 +53,9 @@ def test_dataset_paths_missing_ann_and_prefix_in_wrapped_dataset(tmp_path):
 
 
 def testreplace_syncbn_recursively():
-    model = dict(backbone=dict(norm_cfg=dict(type='SyncBN', requires_grad=True)),
-                 heads=[dict(norm_cfg=dict(type='SyncBN')), dict(norm_cfg=dict(type='GN'))])
+    model = dict(
+        backbone=dict(norm_cfg=dict(type='SyncBN', requires_grad=True)),
+        heads=[dict(norm_cfg=dict(type='SyncBN')), dict(norm_cfg=dict(type='GN'))])
     assert replace_syncbn(model) == 2
     assert model['backbone']['norm_cfg']['type'] == 'BN' and model['heads'][1]['norm_cfg']['type'] == 'GN'
 
@@ -61,7 +67,8 @@ def test_amp_on_cpu_uses_bfloat16_autocast():
     model = nn.Linear(4, 2)
     wrapper_cfg = dict(cfg.optim_wrapper)
     wrapper_cfg.pop('optimizer')
-    wrapper = OPTIM_WRAPPERS.build(wrapper_cfg, default_args=dict(optimizer=torch.optim.SGD(model.parameters(), lr=0.1)))
+    wrapper = OPTIM_WRAPPERS.build(
+        wrapper_cfg, default_args=dict(optimizer=torch.optim.SGD(model.parameters(), lr=0.1)))
     with wrapper.optim_context(model):
         out = model(torch.randn(3, 4))
     assert out.dtype == torch.bfloat16
@@ -124,8 +131,11 @@ def test_user_errors_debug_reraises():
 
 def test_missing_pretrained_weights_name_the_key_and_the_fix(tmp_path):
     from mmvit_ext.utils.launch import check_pretrained_paths
-    cfg = Config(dict(model=dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='ckpts/p2t_tiny.pth')),
-                                 neck=dict(init_cfg=[dict(type='Pretrained', checkpoint='https://x/y.pth')]))))
+    cfg = Config(
+        dict(
+            model=dict(
+                backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='ckpts/p2t_tiny.pth')),
+                neck=dict(init_cfg=[dict(type='Pretrained', checkpoint='https://x/y.pth')]))))
     with pytest.raises(UserError) as err:
         check_pretrained_paths(cfg)
     text = str(err.value)

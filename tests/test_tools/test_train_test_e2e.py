@@ -65,8 +65,8 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2, max_ke
 
 
 def run_tool(args, cwd, env_extra=None, check=True):
-    env = dict(os.environ, PYTHONPATH=f'{cwd}{os.pathsep}{os.environ.get("PYTHONPATH", "")}', PYTHON=PY,
-               OMP_NUM_THREADS='1')
+    env = dict(
+        os.environ, PYTHONPATH=f'{cwd}{os.pathsep}{os.environ.get("PYTHONPATH", "")}', PYTHON=PY, OMP_NUM_THREADS='1')
     env.update(env_extra or {})
     out = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
     if check:
@@ -93,9 +93,14 @@ def test_train_writes_checkpoints_and_metrics(trained):
 
 @pytest.mark.slow
 def test_test_tool_reports_miou_and_dumps_predictions(trained, downstream):
-    out = run_tool([PY, osp.join(ROOT, 'tools/test.py'), 'demo_small.py', str(trained / 'iter_4.pth'),
-                    '--work-dir', str(trained / 'eval'), '--out', str(trained / 'preds.pkl'),
-                    '--show-dir', str(trained / 'vis')], downstream)
+    out = run_tool([
+        PY,
+        osp.join(ROOT, 'tools/test.py'), 'demo_small.py',
+        str(trained / 'iter_4.pth'), '--work-dir',
+        str(trained / 'eval'), '--out',
+        str(trained / 'preds.pkl'), '--show-dir',
+        str(trained / 'vis')
+    ], downstream)
     miou = re.search(r'Test results: .*mIoU: ([0-9.]+)', out.stdout)
     assert miou and 0.0 <= float(miou.group(1)) <= 100.0, out.stdout[-2000:]
     assert (trained / 'preds.pkl').stat().st_size > 0
@@ -108,8 +113,12 @@ def test_resume_continues_from_the_checkpoint(trained, downstream):
     """--resume CKPT from iter 2 trains iterations 3-4 only, with the optimizer state restored (AdamW's step
     count reaches 4, not 2), through the weights_only-safe loader."""
     work = downstream / 'work_resume'
-    run_tool([PY, osp.join(ROOT, 'tools/train.py'), 'demo_small.py', '--work-dir', str(work), '--resume',
-              str(trained / 'iter_2.pth')], downstream)
+    run_tool([
+        PY,
+        osp.join(ROOT, 'tools/train.py'), 'demo_small.py', '--work-dir',
+        str(work), '--resume',
+        str(trained / 'iter_2.pth')
+    ], downstream)
     log = next(work.glob('*/*.log')).read_text()
     assert 'resumed epoch: 0, iter: 2' in log
     assert 'Iter(train) [3/4]' in log and 'Iter(train) [1/4]' not in log
@@ -124,8 +133,10 @@ def test_resume_continues_from_the_checkpoint(trained, downstream):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU (gloo) path')
 def test_dist_train_two_cpu_processes_stay_in_sync(downstream):
     work = downstream / 'work_dist'
-    run_tool(['bash', osp.join(ROOT, 'tools/dist_train.sh'), 'demo_small.py', '2', '--work-dir', str(work)],
-             downstream, env_extra=dict(PORT='29517'))
+    run_tool(['bash', osp.join(ROOT, 'tools/dist_train.sh'), 'demo_small.py', '2', '--work-dir',
+              str(work)],
+             downstream,
+             env_extra=dict(PORT='29517'))
     r0 = torch.load(work / 'rank0.pth', weights_only=False)
     r1 = torch.load(work / 'rank1.pth', weights_only=False)
     assert r0['world'] == r1['world'] == 2 and r0['backend'] == 'gloo'
@@ -139,17 +150,25 @@ def test_dist_train_two_cpu_processes_stay_in_sync(downstream):
 
 
 def test_unknown_type_is_one_clear_message(downstream):
-    (downstream / 'bad_type.py').write_text(f"_base_ = './demo_small.py'\nmodel = dict(backbone=dict(type='mmvit_ext.P2Tx'))\n")
+    bad_cfg = "_base_ = './demo_small.py'\nmodel = dict(backbone=dict(type='mmvit_ext.P2Tx'))\n"
+    (downstream / 'bad_type.py').write_text(bad_cfg)
     out = run_tool([PY, osp.join(ROOT, 'tools/train.py'), 'bad_type.py', '--work-dir',
-                    str(downstream / 'work_bad')], downstream, check=False)
+                    str(downstream / 'work_bad')],
+                   downstream,
+                   check=False)
     assert out.returncode == 2
     assert 'error: ' in out.stderr and 'P2Tx is not in the' in out.stderr and 'Traceback' not in out.stderr
     assert "registered: " in out.stderr and 'P2T' in out.stderr
 
 
 def test_missing_dataset_is_one_clear_message(downstream, tmp_path):
-    out = run_tool([PY, osp.join(ROOT, 'tools/train.py'), 'demo_small.py', '--cfg-options',
-                    f'train_dataloader.dataset.data_root={tmp_path}/nowhere'], downstream, check=False)
+    out = run_tool([
+        PY,
+        osp.join(ROOT, 'tools/train.py'), 'demo_small.py', '--cfg-options',
+        f'train_dataloader.dataset.data_root={tmp_path}/nowhere'
+    ],
+                   downstream,
+                   check=False)
     assert out.returncode == 2 and 'Traceback' not in out.stderr
     assert 'dataset not found' in out.stderr and 'train_dataloader.dataset.data_root' in out.stderr
     assert 'docs/dataset_prepare.md' in out.stderr
@@ -163,8 +182,12 @@ def test_missing_config_is_one_clear_message(downstream):
 def test_checkpoint_that_does_not_fit_is_one_clear_message(downstream, tmp_path):
     bad = tmp_path / 'other.pth'
     torch.save({'state_dict': {'backbone.foo.weight': torch.zeros(1)}}, bad)
-    out = run_tool([PY, osp.join(ROOT, 'tools/test.py'), 'demo_small.py', str(bad), '--work-dir',
-                    str(tmp_path / 'w')], downstream, check=False)
+    out = run_tool(
+        [PY, osp.join(ROOT, 'tools/test.py'), 'demo_small.py',
+         str(bad), '--work-dir',
+         str(tmp_path / 'w')],
+        downstream,
+        check=False)
     assert out.returncode == 2 and 'Traceback' not in out.stderr
     assert 'does not fit the model of demo_small.py' in out.stderr
     assert 'unexpected keys: backbone.foo.weight' in out.stderr and 'missing keys' in out.stderr
@@ -178,7 +201,9 @@ def test_pretrained_weights_that_do_not_fit_are_one_clear_message(downstream, tm
     (downstream / 'wrong_weights.py').write_text(
         "_base_ = './demo_small.py'\n"
         f"model = dict(backbone=dict(init_cfg=dict(_delete_=True, type='Pretrained', checkpoint='{wrong}')))\n")
-    out = run_tool([PY, osp.join(ROOT, 'tools/train.py'), 'wrong_weights.py', '--work-dir', str(tmp_path / 'w')],
-                   downstream, check=False)
+    out = run_tool([PY, osp.join(ROOT, 'tools/train.py'), 'wrong_weights.py', '--work-dir',
+                    str(tmp_path / 'w')],
+                   downstream,
+                   check=False)
     assert out.returncode == 2 and 'Traceback' not in out.stderr, out.stderr[-3000:]
     assert 'P2T: cannot load' in out.stderr and 'convert_checkpoint.py' in out.stderr

@@ -156,8 +156,10 @@ def resolve_key(key: str, log: ScalarLog) -> Tuple[str, str]:
                    '  (no validation lines means validation did not run or the log stops before it)')
 
 
-def curve(log: ScalarLog, key: str, xaxis: str = 'iter', val_step: str = 'auto') -> Tuple[List[float], List[float],
-                                                                                          str]:
+def curve(log: ScalarLog,
+          key: str,
+          xaxis: str = 'iter',
+          val_step: str = 'auto') -> Tuple[List[float], List[float], str]:
     """x and y values of ``key`` in ``log`` on the chosen x axis; also returns ``'train'`` or ``'val'``.
 
     Raises:
@@ -278,7 +280,10 @@ def cal_train_time(log: ScalarLog, include_outliers: bool = False) -> Dict[str, 
     times = [r['time'] for rs in groups.values() for r in rs]
     res = dict(
         average=statistics.fmean(times),
-        epoch_means={e: statistics.fmean(r['time'] for r in rs) for e, rs in groups.items()},
+        epoch_means={
+            e: statistics.fmean(r['time'] for r in rs)
+            for e, rs in groups.items()
+        },
         num_records=len(times),
         last_iter=max(int(r['iter']) for r in log.train))
     data_times = [r['data_time'] for rs in groups.values() for r in rs if 'data_time' in r]
@@ -324,14 +329,17 @@ def parse_args(argv=None):
     plt.add_argument('--keys', nargs='+', default=['loss'], help='keys to plot, e.g. loss lr mIoU bbox_mAP')
     plt.add_argument('--legend', nargs='+', default=None, help='one label per log')
     plt.add_argument('--xaxis', choices=['iter', 'epoch'], default='iter', help='x axis (default: iteration)')
-    plt.add_argument('--val-step', choices=['auto', 'iter', 'epoch'], default='auto',
-                     help='what the "step" of validation lines counts (auto: epoch for epoch-based runs)')
+    plt.add_argument(
+        '--val-step',
+        choices=['auto', 'iter', 'epoch'],
+        default='auto',
+        help='what the "step" of validation lines counts (auto: epoch for epoch-based runs)')
     plt.add_argument('--title', default=None, help='figure title')
     plt.add_argument('--out', default='curves.png', help='output image (png/pdf/svg), default curves.png')
     tim = sub.add_parser('cal_train_time', help='average time per training iteration')
     tim.add_argument('json_logs', nargs='+', help='vis_data/scalars.json files (or run directories)')
-    tim.add_argument('--include-outliers', action='store_true',
-                     help='keep the first logged window of every epoch in the average')
+    tim.add_argument(
+        '--include-outliers', action='store_true', help='keep the first logged window of every epoch in the average')
     return parser.parse_args(argv)
 
 
@@ -342,11 +350,15 @@ def main(argv=None):
         logs = [ScalarLog(find_log(p)) for p in args.json_logs]
         for log in logs:
             if log.skipped:
-                print(f'WARNING: {log.path}: skipped {log.skipped} line(s) that are not JSON objects',
-                      file=sys.stderr)
+                print(f'WARNING: {log.path}: skipped {log.skipped} line(s) that are not JSON objects', file=sys.stderr)
         if args.task == 'plot_curve':
             return plot_curve(
-                logs, args.keys, args.out, legend=args.legend, xaxis=args.xaxis, val_step=args.val_step,
+                logs,
+                args.keys,
+                args.out,
+                legend=args.legend,
+                xaxis=args.xaxis,
+                val_step=args.val_step,
                 title=args.title)
         return [print_train_time(log, args.include_outliers) for log in logs]
     except LogError as err:

@@ -25,17 +25,29 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Latency / throughput / memory / FLOPs benchmark of configs')
-    parser.add_argument('configs', nargs='+', metavar='CONFIG',
-                        help='config file(s) or host configs (mmdet::pvt/<file>.py); the first is the reference')
+    parser.add_argument(
+        'configs',
+        nargs='+',
+        metavar='CONFIG',
+        help='config file(s) or host configs (mmdet::pvt/<file>.py); the first is the reference')
     parser.add_argument('--shape', type=int, nargs='+', default=[224, 224], help='input size "H W" (or one number)')
     parser.add_argument('--batch', type=int, default=1, help='images per timed run')
-    parser.add_argument('--part', choices=['model', 'backbone'], default='model',
-                        help='time the whole model (default) or only cfg.model.backbone')
-    parser.add_argument('--mode', choices=['infer', 'train'], default='infer',
-                        help='infer: eval + no_grad forward; train: forward + backward of a surrogate loss')
-    parser.add_argument('--forward', choices=['tensor', 'predict'], default='tensor',
-                        help="whole models in infer mode: 'tensor' = network only (default), "
-                        "'predict' = with post-processing (NMS, resizing)")
+    parser.add_argument(
+        '--part',
+        choices=['model', 'backbone'],
+        default='model',
+        help='time the whole model (default) or only cfg.model.backbone')
+    parser.add_argument(
+        '--mode',
+        choices=['infer', 'train'],
+        default='infer',
+        help='infer: eval + no_grad forward; train: forward + backward of a surrogate loss')
+    parser.add_argument(
+        '--forward',
+        choices=['tensor', 'predict'],
+        default='tensor',
+        help="whole models in infer mode: 'tensor' = network only (default), "
+        "'predict' = with post-processing (NMS, resizing)")
     parser.add_argument('--repeat', type=int, default=20, help='timed runs per config')
     parser.add_argument('--warmup', type=int, default=5, help='untimed runs per config first')
     parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (default: torch default)')

@@ -55,24 +55,38 @@ def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(
         description='Expedite: feature similarity and clustering/reconstruction cost, plain vs hourglass')
-    parser.add_argument('configs', nargs='+', metavar='CONFIG',
-                        help='pairs PLAIN HOURGLASS [PLAIN HOURGLASS ...] (files or pkg::dir/file.py)')
+    parser.add_argument(
+        'configs',
+        nargs='+',
+        metavar='CONFIG',
+        help='pairs PLAIN HOURGLASS [PLAIN HOURGLASS ...] (files or pkg::dir/file.py)')
     parser.add_argument('--shape', type=int, nargs='+', default=[512, 512], help='input size "H W" (or one number)')
-    parser.add_argument('--part', choices=['backbone', 'model'], default='backbone',
-                        help='time the backbone (default) or the whole network; similarity is always measured on '
-                        'the backbone outputs')
+    parser.add_argument(
+        '--part',
+        choices=['backbone', 'model'],
+        default='backbone',
+        help='time the backbone (default) or the whole network; similarity is always measured on '
+        'the backbone outputs')
     parser.add_argument('--repeat', type=int, default=3, help='timed rounds (one image each) per pair')
     parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
-    parser.add_argument('--images', default=None, metavar='DIR',
-                        help='folder of images (resized to --shape); default: synthetic scenes')
-    parser.add_argument('--checkpoint', default=None,
-                        help='full-model checkpoint of the PLAIN config (one pair only); default: random weights')
+    parser.add_argument(
+        '--images',
+        default=None,
+        metavar='DIR',
+        help='folder of images (resized to --shape); default: synthetic scenes')
+    parser.add_argument(
+        '--checkpoint',
+        default=None,
+        help='full-model checkpoint of the PLAIN config (one pair only); default: random weights')
     parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (default: torch default)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the random weights and synthetic images')
     parser.add_argument('--json', default=None, metavar='OUT', help='write the results as JSON')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='overrides for every config, k=v')
-    parser.add_argument('--hourglass-options', nargs='+', action=DictAction,
-                        help='overrides for the hourglass configs only, e.g. model.backbone.expedite.alpha=8')
+    parser.add_argument(
+        '--hourglass-options',
+        nargs='+',
+        action=DictAction,
+        help='overrides for the hourglass configs only, e.g. model.backbone.expedite.alpha=8')
     parser.add_argument('--quiet', action='store_true', help='no progress messages')
     args = parser.parse_args(argv)
     if len(args.configs) % 2:
@@ -92,8 +106,8 @@ def load_images(num, shape, folder=None, seed=0):
     import cv2
     h, w = shape
     if folder:
-        files = sorted(f for f in glob.glob(osp.join(folder, '**', '*'), recursive=True)
-                       if f.lower().endswith(IMAGE_EXTS))
+        files = sorted(
+            f for f in glob.glob(osp.join(folder, '**', '*'), recursive=True) if f.lower().endswith(IMAGE_EXTS))
         if not files:
             raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTS)}) under {folder}')
         images = []
@@ -256,8 +270,19 @@ def _expedite_summary(backbone):
     return cfg
 
 
-def report_pair(plain_path, hourglass_path, shape, *, part='backbone', repeat=3, warmup=1, images=None,
-                checkpoint=None, cfg_options=None, hourglass_options=None, seed=0, log=print):
+def report_pair(plain_path,
+                hourglass_path,
+                shape,
+                *,
+                part='backbone',
+                repeat=3,
+                warmup=1,
+                images=None,
+                checkpoint=None,
+                cfg_options=None,
+                hourglass_options=None,
+                seed=0,
+                log=print):
     """Measure one pair (see the module docstring); returns a JSON-serialisable dict."""
     from mmvit_ext.utils.flops import load_config
     plain_cfg, hourglass_cfg = load_config(plain_path, cfg_options), load_config(hourglass_path, cfg_options)
@@ -333,8 +358,13 @@ def report_pair(plain_path, hourglass_path, shape, *, part='backbone', repeat=3,
     for i, acc in enumerate(sims):
         cos = torch.cat(acc['cos'])
         result['outputs'].append(
-            dict(index=i, shape=acc['shape'], cos_mean=float(cos.mean()), cos_p01=float(torch.quantile(cos, 0.01)),
-                 cos_min=float(cos.min()), rel_l2=statistics.fmean(acc['rel_l2'])))
+            dict(
+                index=i,
+                shape=acc['shape'],
+                cos_mean=float(cos.mean()),
+                cos_p01=float(torch.quantile(cos, 0.01)),
+                cos_min=float(cos.min()),
+                rel_l2=statistics.fmean(acc['rel_l2'])))
     result['final_cos_mean'] = result['outputs'][-1]['cos_mean']
     return result
 
@@ -379,9 +409,19 @@ def main(argv=None):
     results = []
     for plain, hourglass in zip(args.configs[::2], args.configs[1::2]):
         results.append(
-            report_pair(plain, hourglass, shape, part=args.part, repeat=args.repeat, warmup=args.warmup,
-                        images=args.images, checkpoint=args.checkpoint, cfg_options=args.cfg_options,
-                        hourglass_options=args.hourglass_options, seed=args.seed, log=log))
+            report_pair(
+                plain,
+                hourglass,
+                shape,
+                part=args.part,
+                repeat=args.repeat,
+                warmup=args.warmup,
+                images=args.images,
+                checkpoint=args.checkpoint,
+                cfg_options=args.cfg_options,
+                hourglass_options=args.hourglass_options,
+                seed=args.seed,
+                log=log))
     print(format_report(results))
     if args.json:
         os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)

@@ -28,17 +28,27 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(
-        description='Params and FLOPs (GMACs) of a model or backbone built from a config')
+    parser = argparse.ArgumentParser(description='Params and FLOPs (GMACs) of a model or backbone built from a config')
     parser.add_argument('config', help='config file path, or a host config such as mmseg::swin/<file>.py')
-    parser.add_argument('--shape', type=int, nargs='+', default=[224, 224],
-                        help='input size "H W" (or one number for a square); papers use 224 (cls), '
-                        '512 512 (seg), 800 1280 (det)')
-    parser.add_argument('--part', choices=['model', 'backbone'], default='model',
-                        help='count the whole model (default) or only cfg.model.backbone')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs='+',
+        default=[224, 224],
+        help='input size "H W" (or one number for a square); papers use 224 (cls), '
+        '512 512 (seg), 800 1280 (det)')
+    parser.add_argument(
+        '--part',
+        choices=['model', 'backbone'],
+        default='model',
+        help='count the whole model (default) or only cfg.model.backbone')
     parser.add_argument('--device', default='auto', help="'auto' (CUDA when available), 'cpu' or 'cuda[:i]'")
-    parser.add_argument('--ignore-ops', nargs='+', default=[], metavar='OP',
-                        help='operators to leave out, e.g. aten::layer_norm aten::batch_norm')
+    parser.add_argument(
+        '--ignore-ops',
+        nargs='+',
+        default=[],
+        metavar='OP',
+        help='operators to leave out, e.g. aten::layer_norm aten::batch_norm')
     parser.add_argument('--show-table', action='store_true', help='print the per-module table')
     parser.add_argument('--max-depth', type=int, default=3, help='depth of the per-module table')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, k=v')

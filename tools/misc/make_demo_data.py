@@ -12,8 +12,8 @@ import argparse
 import importlib.util
 import os.path as osp
 
-_SOURCE = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'mmvit_ext', 'datasets',
-                   'demo_data.py')
+_SOURCE = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'mmvit_ext', 'datasets', 'demo_data.py')
 
 
 def _load_demo_data():

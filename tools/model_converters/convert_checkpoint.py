@@ -22,8 +22,11 @@ def parse_args(argv=None):
     parser.add_argument('family', choices=sorted(CONVERTERS), help='model family')
     parser.add_argument('src', help='official checkpoint (bare, or wrapped in "model" / "state_dict")')
     parser.add_argument('dst', help='output path (.pth)')
-    parser.add_argument('--target', choices=['classifier', 'backbone'], default='classifier',
-                        help='classifier: backbone.* + head.fc.* (mmpretrain); backbone: bare backbone keys')
+    parser.add_argument(
+        '--target',
+        choices=['classifier', 'backbone'],
+        default='classifier',
+        help='classifier: backbone.* + head.fc.* (mmpretrain); backbone: bare backbone keys')
     parser.add_argument('--debug', action='store_true', help='show full tracebacks')
     return parser.parse_args(argv)
 
@@ -46,8 +49,11 @@ def main(argv=None):
         except (KeyError, ValueError) as err:
             raise UserError(f'cannot convert {args.src!r} as {args.family}: {err}') from None
         os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-        meta = dict(converted_from=osp.basename(args.src), family=args.family, target=args.target,
-                    mmvit_ext_version=__version__)
+        meta = dict(
+            converted_from=osp.basename(args.src),
+            family=args.family,
+            target=args.target,
+            mmvit_ext_version=__version__)
         torch.save(dict(meta=meta, state_dict=state_dict), args.dst)
         print(f'converted {len(state_dict)} tensors ({args.family}, {args.target}) -> {args.dst}')
 

@@ -7,9 +7,7 @@ _base_ = 'mmseg::_base_/datasets/ade20k.py'
 
 dataset_type = 'BaseSegDataset'
 data_root = 'data/demo/ade/ADEChallengeData2016'
-metainfo = dict(
-    classes=('circle', 'square', 'triangle'),
-    palette=[[220, 40, 40], [40, 180, 60], [40, 80, 220]])
+metainfo = dict(classes=('circle', 'square', 'triangle'), palette=[[220, 40, 40], [40, 180, 60], [40, 80, 220]])
 # The demo images are 160x160 (real ADE20K: scale (2048, 512), crop 512x512).
 img_scale = (640, 160)
 crop_size = (128, 128)

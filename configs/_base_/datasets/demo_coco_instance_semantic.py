@@ -5,9 +5,7 @@
 _base_ = 'mmdet::_base_/datasets/coco_instance_semantic.py'
 
 data_root = 'data/demo/coco/'
-metainfo = dict(
-    classes=('circle', 'square', 'triangle'),
-    palette=[(220, 40, 40), (40, 180, 60), (40, 80, 220)])
+metainfo = dict(classes=('circle', 'square', 'triangle'), palette=[(220, 40, 40), (40, 180, 60), (40, 80, 220)])
 # The demo images are 160x160 with shapes of 40-110 px, which the usual anchors (32-512 px) cover: keep the native
 # size on CPU (real COCO: (1333, 800)). (320, 320) gives a little more accuracy for 4x the compute.
 img_scale = (160, 160)
@@ -26,13 +24,9 @@ test_pipeline = [
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
 ]
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=1,
-    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
+    batch_size=2, num_workers=1, dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=2,
-    num_workers=1,
-    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
+    batch_size=2, num_workers=1, dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')

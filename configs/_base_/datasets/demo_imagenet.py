@@ -23,13 +23,9 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
-    batch_size=16,
-    num_workers=1,
-    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
+    batch_size=16, num_workers=1, dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=16,
-    num_workers=1,
-    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
+    batch_size=16, num_workers=1, dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 # Top-5 is meaningless (and fails) with 3 classes.

@@ -248,8 +248,9 @@ class BaseViTBackbone(BaseModule):
             state_dict = strip_prefix(state_dict, prefix)
         if self.converter is not None:
             if is_official_layout(self.converter, state_dict):
-                print_log(f'{type(self).__name__}: converting the official {self.converter} layout of {checkpoint}',
-                          logger='current')
+                print_log(
+                    f'{type(self).__name__}: converting the official {self.converter} layout of {checkpoint}',
+                    logger='current')
             state_dict = get_converter(self.converter)(state_dict, target='backbone')
         self.load_state_dict_strict(state_dict, source=checkpoint)
 

@@ -111,12 +111,15 @@ class P2TStage(nn.Module):
         (B, in_channels, H, W) -> (B, C, ceil(H / patch_size), ceil(W / patch_size)).
     """
 
-    def __init__(self, in_channels: int, embed_dims: int, *, depth: int, patch_size: int,
-                 pool_ratios: Sequence[int], drop_path_rates: Sequence[float], **block_kwargs) -> None:
+    def __init__(self, in_channels: int, embed_dims: int, *, depth: int, patch_size: int, pool_ratios: Sequence[int],
+                 drop_path_rates: Sequence[float], **block_kwargs) -> None:
         super().__init__()
         assert len(drop_path_rates) == depth, f'{len(drop_path_rates)} drop-path rates for {depth} blocks'
         self.downsample = PatchEmbed(
-            in_channels, embed_dims, kernel_size=2 * patch_size - 1, stride=patch_size,
+            in_channels,
+            embed_dims,
+            kernel_size=2 * patch_size - 1,
+            stride=patch_size,
             norm_cfg=dict(type='LN', eps=1e-5))
         self.pool_convs = nn.ModuleList(
             nn.Conv2d(embed_dims, embed_dims, kernel_size=3, padding=1, groups=embed_dims) for _ in pool_ratios)
@@ -189,26 +192,32 @@ class P2T(BaseViTBackbone):
     patch_sizes = (4, 2, 2, 2)
     default_pool_ratios = ((12, 16, 20, 24), (6, 8, 10, 12), (3, 4, 5, 6), (1, 2, 3, 4))
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'tiny',
-                 *,
-                 in_channels: int = 3,
-                 pool_ratios: Sequence[Sequence[int]] = default_pool_ratios,
-                 qkv_bias: bool = True,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.1,
-                 recompute_act: bool = True,
-                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 init_cfg: Optional[Union[dict, list]] = [
-                     dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
-                     dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
-                 ]) -> None:
+    def __init__(
+        self,
+        arch: Union[str, dict] = 'tiny',
+        *,
+        in_channels: int = 3,
+        pool_ratios: Sequence[Sequence[int]] = default_pool_ratios,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.,
+        attn_drop_rate: float = 0.,
+        drop_path_rate: float = 0.1,
+        recompute_act: bool = True,
+        out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+        with_cp: bool = False,
+        init_cfg: Optional[Union[dict, list]] = [
+            dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
+            dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
+        ]
+    ) -> None:
         super().__init__(
-            arch, out_indices=out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval, with_cp=with_cp,
+            arch,
+            out_indices=out_indices,
+            frozen_stages=frozen_stages,
+            norm_eval=norm_eval,
+            with_cp=with_cp,
             init_cfg=init_cfg)
         if len(pool_ratios) != self.num_stages:
             raise ValueError(f'pool_ratios needs one list per stage ({self.num_stages}), got {pool_ratios!r}')

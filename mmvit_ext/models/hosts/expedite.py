@@ -248,7 +248,9 @@ class _HourglassSwinMixin:
     def _clustered_bias(self, w_msa) -> Tensor:
         """(nH, k^2, k^2) bias from the host's (2 ws - 1)^2 table, resized bilinearly (align_corners=False)."""
         return relative_position_bias(
-            w_msa.relative_position_bias_table, self.clustered_window, table_window_size=self.host_window,
+            w_msa.relative_position_bias_table,
+            self.clustered_window,
+            table_window_size=self.host_window,
             index=self.clustered_position_index)
 
     def _clustered_block(self, block, x: Tensor, hw_shape: Tuple[int, int]) -> Tensor:
@@ -261,9 +263,17 @@ class _HourglassSwinMixin:
         def inner(x: Tensor) -> Tensor:
             w_msa = block.attn.w_msa
             attn = window_attention(
-                block.norm1(x), hw_shape, qkv=w_msa.qkv, proj=w_msa.proj, num_heads=w_msa.num_heads,
-                window_size=k, scale=w_msa.scale, rel_pos_bias=self._clustered_bias(w_msa), shift_size=shift,
-                mask_shift_size=mask_shift, attn_drop=w_msa.attn_drop.p if self.training else 0.)
+                block.norm1(x),
+                hw_shape,
+                qkv=w_msa.qkv,
+                proj=w_msa.proj,
+                num_heads=w_msa.num_heads,
+                window_size=k,
+                scale=w_msa.scale,
+                rel_pos_bias=self._clustered_bias(w_msa),
+                shift_size=shift,
+                mask_shift_size=mask_shift,
+                attn_drop=w_msa.attn_drop.p if self.training else 0.)
             x = x + block.attn.drop(w_msa.proj_drop(attn))
             return block.ffn(block.norm2(x), identity=x)
 
@@ -286,8 +296,7 @@ class _HourglassSwinMixin:
         clustered = window_reverse(centres, k, grid).view(B, -1, C)
         return clustered, grid, dict(windows=windows, centres=centres, padded=(Hp, Wp), pads=pads)
 
-    def _reconstruct_windows(self, x: Tensor, grid: Tuple[int, int], hw_shape: Tuple[int, int],
-                             saved: Dict) -> Tensor:
+    def _reconstruct_windows(self, x: Tensor, grid: Tuple[int, int], hw_shape: Tuple[int, int], saved: Dict) -> Tensor:
         """Clustered grid (B, Hc*Wc, C) -> (B, H*W, C), window by window."""
         B, _, C = x.shape
         x_low = window_partition(x.view(B, *grid, C), self.clustered_window)  # B*nW, k^2, C

@@ -1,10 +1,10 @@
 """Layers shared by the mmvit_ext backbones; each primitive exists once, here."""
-from .attention import (AvgPoolSR, ConvSR, PyramidPoolSR, ReducedKVAttention, adaptive_avg_pool2d,
-                        fused_attn_enabled, pyramid_pool_sizes, sdpa, use_fused_attn)
+from .attention import (AvgPoolSR, ConvSR, PyramidPoolSR, ReducedKVAttention, adaptive_avg_pool2d, fused_attn_enabled,
+                        pyramid_pool_sizes, sdpa, use_fused_attn)
 from .embed import PatchEmbed
 from .ffn import ConvFFN
-from .pos_bias import (RelativePositionBias, relative_position_bias, relative_position_index,
-                       resize_query_key_bias, resize_rel_pos_table)
+from .pos_bias import (RelativePositionBias, relative_position_bias, relative_position_index, resize_query_key_bias,
+                       resize_rel_pos_table)
 from .token_ops import TokenClustering, TokenReconstruction
 from .utils import drop_path_schedule, maybe_checkpoint, nchw_to_nlc, nlc_to_nchw, to_2tuple, to_ntuple
 from .window import (WindowMSA, crop_padding, pad_to_window, padding_key_mask, shift_window_mask, window_attention,

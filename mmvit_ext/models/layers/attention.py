@@ -140,7 +140,11 @@ class ReducedKVAttention(nn.Module):
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop_rate)
 
-    def forward(self, x: Tensor, hw_shape: Tuple[int, int], *, attn_bias: Optional[Tensor] = None,
+    def forward(self,
+                x: Tensor,
+                hw_shape: Tuple[int, int],
+                *,
+                attn_bias: Optional[Tensor] = None,
                 **reducer_kwargs) -> Tensor:
         """Attend from every token to the reduced tokens.
 
@@ -193,7 +197,11 @@ class ConvSR(nn.Module):
         (B, C, H, W) -> (B, floor(H / sr_ratio) * floor(W / sr_ratio), C).
     """
 
-    def __init__(self, embed_dims: int, *, sr_ratio: int, depthwise: bool = False,
+    def __init__(self,
+                 embed_dims: int,
+                 *,
+                 sr_ratio: int,
+                 depthwise: bool = False,
                  norm_cfg: Optional[dict] = None) -> None:
         super().__init__()
         assert sr_ratio >= 1, f'sr_ratio must be >= 1, got {sr_ratio}'

@@ -16,9 +16,9 @@ __all__ = ['ConvFFN']
 
 # oneDNN kernels that fuse bias and activation into the GEMM / conv (the kernels TorchInductor emits on CPU). They
 # have no autograd formula, so they serve CPU inference only; everything else takes the plain path.
-_ONEDNN = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
-           and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
-
+_ONEDNN = (
+    torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
+    and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
 
 # The fused path runs in micro-batches whose hidden map has at most this many elements (8 MB in fp32): large fresh
 # buffers cost page faults on every call (glibc maps and unmaps them), small ones are reused; ~2x faster on CPU.
@@ -189,12 +189,11 @@ class ConvFFN(nn.Module):
             return torch.cat([self._forward_onednn(part) for part in x.split(chunk)])
         act, algorithm = self._onednn_act
         fc1_act, fc1_algorithm = (act, algorithm) if self.act1 is not None else ('none', '')
-        x = torch.ops.mkldnn._linear_pointwise(x, self.fc1.weight.flatten(1), self.fc1.bias, fc1_act, [],
-                                               fc1_algorithm)
+        x = torch.ops.mkldnn._linear_pointwise(x, self.fc1.weight.flatten(1), self.fc1.bias, fc1_act, [], fc1_algorithm)
         conv = self.conv
         # B, H, W, hidden -> B, hidden, H, W (channels-last view); the output stays channels-last
-        y = torch.ops.mkldnn._convolution_pointwise(x.permute(0, 3, 1, 2), conv.weight, conv.bias, list(conv.padding),
-                                                    list(conv.stride), list(conv.dilation), conv.groups, act, [],
-                                                    algorithm)
-        return torch.ops.mkldnn._linear_pointwise(y.permute(0, 2, 3, 1), self.fc2.weight.flatten(1), self.fc2.bias,
-                                                  'none', [], '')
+        y = torch.ops.mkldnn._convolution_pointwise(
+            x.permute(0, 3, 1, 2), conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation),
+            conv.groups, act, [], algorithm)
+        return torch.ops.mkldnn._linear_pointwise(
+            y.permute(0, 2, 3, 1), self.fc2.weight.flatten(1), self.fc2.bias, 'none', [], '')

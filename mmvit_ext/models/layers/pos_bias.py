@@ -49,13 +49,17 @@ def relative_position_index(window_size: WindowSize, device: Optional[torch.devi
         Tensor: (wh * ww, wh * ww), int64.
     """
     wh, ww = to_2tuple(window_size)
-    coords = torch.stack(torch.meshgrid(torch.arange(wh, device=device), torch.arange(ww, device=device),
-                                        indexing='ij')).flatten(1)  # 2, N
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(wh, device=device), torch.arange(ww, device=device),
+                       indexing='ij')).flatten(1)  # 2, N
     rel = coords[:, :, None] - coords[:, None, :]  # 2, N, N
     return (rel[0] + wh - 1) * (2 * ww - 1) + (rel[1] + ww - 1)
 
 
-def resize_rel_pos_table(table: Tensor, src_window: WindowSize, dst_window: WindowSize, *,
+def resize_rel_pos_table(table: Tensor,
+                         src_window: WindowSize,
+                         dst_window: WindowSize,
+                         *,
                          mode: str = 'bilinear') -> Tensor:
     """Resize a ``((2 wh - 1)(2 ww - 1), heads)`` table to another window size by 2-D interpolation.
 
@@ -141,8 +145,8 @@ class RelativePositionBias(nn.Module):
         if window_size is None or to_2tuple(window_size) == self.window_size:
             return relative_position_bias(
                 self.relative_position_bias_table, self.window_size, index=self.relative_position_index)
-        return relative_position_bias(self.relative_position_bias_table, window_size,
-                                      table_window_size=self.window_size)
+        return relative_position_bias(
+            self.relative_position_bias_table, window_size, table_window_size=self.window_size)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs) -> None:
@@ -154,8 +158,10 @@ class RelativePositionBias(nn.Module):
             if side * side == table.shape[0] and side % 2 == 1:
                 src = ((side + 1) // 2, ) * 2
                 state_dict[key] = resize_rel_pos_table(table, src, self.window_size, mode=self.load_resize_mode)
-                print_log(f'{key}: resized a window-{src[0]} table {tuple(table.shape)} to window '
-                          f'{self.window_size} ({self.load_resize_mode})', logger='current')
+                print_log(
+                    f'{key}: resized a window-{src[0]} table {tuple(table.shape)} to window '
+                    f'{self.window_size} ({self.load_resize_mode})',
+                    logger='current')
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
 
@@ -163,8 +169,12 @@ class RelativePositionBias(nn.Module):
         return f'window_size={self.window_size}, num_heads={self.num_heads}'
 
 
-def resize_query_key_bias(bias: Tensor, src_query_hw: Tuple[int, int], src_key_hw: Tuple[int, int],
-                          dst_query_hw: Tuple[int, int], dst_key_hw: Tuple[int, int], *,
+def resize_query_key_bias(bias: Tensor,
+                          src_query_hw: Tuple[int, int],
+                          src_key_hw: Tuple[int, int],
+                          dst_query_hw: Tuple[int, int],
+                          dst_key_hw: Tuple[int, int],
+                          *,
                           mode: str = 'bicubic') -> Tensor:
     """Resize a learned (heads, Nq, Nk) bias (CMT) from training grids to other query and key grids.
 

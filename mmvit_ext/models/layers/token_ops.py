@@ -58,8 +58,9 @@ def _axis_tiles(size: int, cells: int, radius: int) -> Tuple[Tensor, Tensor, Ten
         tuple: tokens (t, lt) long, token_ok (t, lt), clusters (t, lc) long, near (t, lt, lc) bool.
     """
     # initial cell of every token row: nearest resize of arange(cells), exactly as F.interpolate rounds it
-    own = F.interpolate(torch.arange(cells, dtype=torch.float32).view(1, 1, cells, 1), size=(size, 1),
-                        mode='nearest').view(size).long()
+    own = F.interpolate(
+        torch.arange(cells, dtype=torch.float32).view(1, 1, cells, 1), size=(size, 1),
+        mode='nearest').view(size).long()
     num_tiles = -(-cells // (2 * radius + 1))
     bounds = torch.arange(num_tiles + 1) * cells // num_tiles  # tile t holds cells [bounds[t], bounds[t + 1])
     # ``own`` is non-decreasing, so the tokens of a tile are the contiguous run [lo, hi)
@@ -190,10 +191,7 @@ class TokenClustering(nn.Module):
         dot = z_t @ centres[:, nbh.clusters].transpose(-1, -2)  # B, T, Lt, Lc
         return (zz_t.unsqueeze(-1) + cc_t.unsqueeze(-2) - 2 * dot).masked_fill(~nbh.allowed, float('inf'))
 
-    def forward(self,
-                x: Tensor,
-                hw_shape: Sequence[int],
-                token_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, hw_shape: Sequence[int], token_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Cluster the tokens.
 
         Args:

@@ -66,7 +66,10 @@ def window_partition(x: Tensor, window_size: WindowSize, *, shuffle: bool = Fals
     return x.reshape(-1, wh * ww, C)
 
 
-def window_reverse(windows: Tensor, window_size: WindowSize, hw_shape: Tuple[int, int], *,
+def window_reverse(windows: Tensor,
+                   window_size: WindowSize,
+                   hw_shape: Tuple[int, int],
+                   *,
                    shuffle: bool = False) -> Tensor:
     """Inverse of :func:`window_partition`: (B * nW, wh * ww, C) -> (B, H, W, C)."""
     H, W = hw_shape
@@ -143,8 +146,12 @@ def padding_key_mask(hw_shape: Tuple[int, int],
     return torch.zeros_like(valid).masked_fill(valid == 0, float('-inf')).unsqueeze(1)
 
 
-def shift_window_mask(padded_hw: Tuple[int, int], window_size: WindowSize, shift_size: WindowSize, *,
-                      device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32) -> Tensor:
+def shift_window_mask(padded_hw: Tuple[int, int],
+                      window_size: WindowSize,
+                      shift_size: WindowSize,
+                      *,
+                      device: Optional[torch.device] = None,
+                      dtype: torch.dtype = torch.float32) -> Tensor:
     """Swin's shifted-window mask (nW, N, N): 0 within a region, -100 across regions.
 
     The regions are the bands ``[0, -w), [-w, -s), [-s, end)`` of each axis of the padded map, i.e. the tokens
@@ -224,7 +231,12 @@ def window_attention(x: Tensor,
         mask_shift = shift if mask_shift_size is None else to_2tuple(mask_shift_size)
         masks.append(shift_window_mask(padded_hw, window_size, mask_shift, device=x.device, dtype=q.dtype))
     if mask_padding:
-        key_mask = padding_key_mask((H, W), window_size, pads, shift_size=shift, shuffle=shuffle, device=x.device,
+        key_mask = padding_key_mask((H, W),
+                                    window_size,
+                                    pads,
+                                    shift_size=shift,
+                                    shuffle=shuffle,
+                                    device=x.device,
                                     dtype=q.dtype)
         if key_mask is not None:
             masks.append(key_mask)
