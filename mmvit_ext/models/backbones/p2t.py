@@ -49,7 +49,7 @@ class P2TBlock(nn.Module):
             none).
         drop_path_rate (float): Stochastic depth of both branches. Defaults to 0.
         recompute_act (bool): Recompute the IRB activations in backward instead of storing them
-            (see :class:`ConvFFN`). Defaults to True.
+            (see :class:`ConvFFN`); opt-in, like ``with_cp``. Defaults to False.
     """
 
     def __init__(self,
@@ -62,7 +62,7 @@ class P2TBlock(nn.Module):
                  drop_rate: float = 0.,
                  attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0.,
-                 recompute_act: bool = True) -> None:
+                 recompute_act: bool = False) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
         self.attn = ReducedKVAttention(
@@ -155,8 +155,8 @@ class P2T(BaseViTBackbone):
         drop_path_rate (float): Stochastic depth of the last block, rising linearly from 0. Official values:
             0.1 for tiny/small, 0.3 for base/large. Defaults to 0.1.
         recompute_act (bool): In training, recompute the two IRB activations in backward instead of storing
-            them: about a third less activation memory for a few percent more step time, same gradients.
-            Defaults to True.
+            them: less activation memory for more step time, same gradients; opt-in, like ``with_cp``.
+            Defaults to False.
         out_indices (int | Sequence[int]): Stages to return. Later stages are not computed. Defaults to
             ``(0, 1, 2, 3)``.
         frozen_stages (int): -1 none, 0 the first patch embedding, k the first k stages. Defaults to -1.
@@ -202,7 +202,7 @@ class P2T(BaseViTBackbone):
         drop_rate: float = 0.,
         attn_drop_rate: float = 0.,
         drop_path_rate: float = 0.1,
-        recompute_act: bool = True,
+        recompute_act: bool = False,
         out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
         frozen_stages: int = -1,
         norm_eval: bool = False,

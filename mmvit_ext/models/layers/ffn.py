@@ -1,9 +1,10 @@
 """Feed-forward networks with a depthwise conv inside, shared by the mmvit_ext backbones.
 
-Written for mmvit_ext after the FFNs of P2T (IRB, arXiv 2106.12011), PVTv2/SegFormer (MixFFN, arXiv 2106.13797)
-and CMT (IRFFN, arXiv 2107.06263). No code is copied from those repositories.
+Written for mmvit_ext after the FFNs of P2T (IRB, arXiv 2106.12011), PVTv2/SegFormer (MixFFN, arXiv 2106.13797),
+CMT (IRFFN, arXiv 2107.06263) and HRFormer (``MlpDWBN``, arXiv 2110.09408). No code is copied from those
+repositories.
 """
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -14,29 +15,17 @@ from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selectiv
 
 __all__ = ['ConvFFN']
 
-# oneDNN kernels that fuse bias and activation into the GEMM / conv (the kernels TorchInductor emits on CPU). They
-# have no autograd formula, so they serve CPU inference only; everything else takes the plain path.
-_ONEDNN = (
-    torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
-    and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
+_ORDERS = (('conv', 'act', 'norm'), ('conv', 'norm', 'act'))
+_CONVS = ('fc1', 'conv', 'fc2')
 
-# The fused path runs in micro-batches whose hidden map has at most this many elements (8 MB in fp32): large fresh
-# buffers cost page faults on every call (glibc maps and unmaps them), small ones are reused; ~2x faster on CPU.
-_ONEDNN_CHUNK_ELEMENTS = 2**21
+# Activations with an in-place functional form, used in inference (see the ConvFFN note); GELU goes through
+# ``aten.gelu_``. Others (e.g. mmcv's Swish) always run out of place.
+# CPU inference runs the FFN in micro-batches whose hidden map has at most this many elements (8 MB in fp32): a
+# large fresh buffer costs page faults on every call (glibc maps and unmaps it), small ones are reused and stay in
+# cache. Measured on P2T-T, 8x224², 1 thread: see docs/models/p2t.md.
+INFERENCE_CHUNK_ELEMENTS = 2**21
 
-
-def _onednn_activation(act: nn.Module) -> Optional[Tuple[str, str]]:
-    """(post-op, algorithm) of an activation module in oneDNN's pointwise ops, or None if it has none."""
-    if type(act) is nn.Hardswish:
-        return 'hardswish', ''
-    if type(act) is nn.ReLU:
-        return 'relu', ''
-    if type(act) is nn.SiLU:
-        return 'swish', ''
-    if type(act) is nn.GELU:
-        return 'gelu', act.approximate
-    return None
-
+_INPLACE_FNS = {nn.ReLU: F.relu, nn.Hardswish: F.hardswish, nn.SiLU: F.silu}
 
 # With ``recompute_act`` the outputs of these ops are kept for backward; the activations (and views) between them
 # are recomputed from those outputs instead of being stored as well.
@@ -54,50 +43,70 @@ def _recompute_activations_context():
     return create_selective_checkpoint_contexts(_keep_products)
 
 
-def _onednn_inference(x: Tensor) -> bool:
-    """Whether the fused oneDNN path may run: fp32 CPU inference, not traced, scripted or exported."""
-    return (x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and torch.backends.mkldnn.enabled and not torch.jit.is_tracing() and not torch.jit.is_scripting())
-
-
 class ConvFFN(nn.Module):
-    """Token FFN ``fc1 (1x1) -> [act] -> [norm1] -> conv (dw 3x3) [+ identity] -> act -> [norm2] -> fc2 (1x1)
-    -> [norm3]``.
+    """Token FFN: 1x1 conv ``fc1`` -> depthwise 3x3 ``conv`` -> 1x1 conv ``fc2``, each optionally followed by the
+    activation (``act1``/``act2``/``act3``) and a 2-D norm (``norm1``/``norm2``/``norm3``) in ``order``.
 
-    ===========  ===================================================================
-    variant      arguments
-    ===========  ===================================================================
-    P2T IRB      ``act_cfg=dict(type='HSwish')`` (defaults otherwise)
-    MixFFN       ``act_cfg=dict(type='GELU'), fc1_act=False``
-    CMT IRFFN    ``act_cfg=dict(type='GELU'), dw_residual=True, norm_cfg=dict(type='BN')``
-    ===========  ===================================================================
+    ``fc1`` (C -> hidden) -> [act1, norm1] -> ``conv`` [+ its input] -> [act2, norm2] -> ``fc2`` (hidden -> C)
+    -> [act3, norm3]. The depthwise residual (``dw_residual``) is added to the conv's output before its act/norm.
 
-    ``fc1`` and ``fc2`` are ``nn.Conv2d`` 1x1 modules, so official 4-D kernels load 1:1, but they run as
-    matrix products on the (B, N, C) tokens.
+    ============  ===========================================================================================
+    variant       arguments
+    ============  ===========================================================================================
+    P2T IRB       ``act_cfg=dict(type='HSwish')``
+    MixFFN        ``act_cfg=dict(type='GELU'), fc1_act=False``
+    CMT IRFFN     ``act_cfg=dict(type='GELU'), norm_cfg=dict(type='BN'), dw_residual=True``
+    HRFormer FFN  ``act_cfg=dict(type='GELU'), norm_cfg=dict(type='BN'), order=('conv', 'norm', 'act'),``
+                  ``fc2_act=True``
+    ============  ===========================================================================================
 
-    NOTE: A (B, N, C) tensor is a channels-last (B, C, H, W) map, so the depthwise conv reads the tokens
-    in place and no layout copy is made anywhere in the FFN. In fp32 CPU inference (autograd off, not traced)
-    and without norms or the depthwise residual, bias and activation are fused into the GEMMs and the depthwise
-    conv with oneDNN (``torch.ops.mkldnn._linear_pointwise`` / ``_convolution_pointwise``), which saves two
-    passes over the largest tensor of the network, and large batches run in micro-batches; the results equal the
-    plain path to float rounding.
+    Official FFN keys (below the FFN's prefix) -> ConvFFN keys:
 
-    NOTE: With ``recompute_act`` (training), backward keeps the outputs of ``fc1`` and ``conv`` and recomputes the
-    two activations from them (selective activation checkpointing) instead of also storing the activations'
-    outputs: two hidden-size tensors per FFN less, for two elementwise passes more. Gradients are unchanged.
+    ===============================  ====================================================================
+    official FFN                     official keys -> ConvFFN keys
+    ===============================  ====================================================================
+    P2T ``IRB``                      ``fc1``, ``conv``, ``fc2`` (the same names)
+    PVTv2 / SegFormer ``Mlp``        ``fc1`` -> ``fc1``, ``dwconv.dwconv`` -> ``conv``, ``fc2`` -> ``fc2``; their
+                                     Linear weights are 2-D: unsqueeze them to (out, in, 1, 1)
+    mmseg / mmdet ``MixFFN``         ``layers.0`` -> ``fc1``, ``layers.1`` -> ``conv``, ``layers.4`` -> ``fc2``
+    CMT ``Mlp`` (IRFFN)              ``conv1.0`` -> ``fc1``, ``conv1.2`` -> ``norm1``, ``proj`` -> ``conv``,
+                                     ``proj_bn`` -> ``norm2``, ``conv2.0`` -> ``fc2``, ``conv2.1`` -> ``norm3``
+    HRFormer ``MlpDWBN``             ``fc1``, ``norm1``, ``dw3x3`` -> ``conv``, ``norm2``, ``fc2``, ``norm3``
+    ===============================  ====================================================================
+
+    All moves are prefix renames except the MixFFN Linear kernels; the BN entries carry their buffers
+    (``running_mean``, ``running_var``, ``num_batches_tracked``) under the same names.
+
+    NOTE: ``fc1`` and ``fc2`` are ``nn.Conv2d`` 1x1 modules, so official 4-D kernels load 1:1, but they run as
+    matrix products on the (B, N, C) tokens. A (B, N, C) tensor is a channels-last (B, C, H, W) map, so the
+    depthwise conv and the norms read the tokens in place and no layout copy is made anywhere in the FFN. There is
+    one forward path for training, inference, tracing and export. In inference (autograd off, not traced) the
+    activations overwrite the conv/norm outputs instead of allocating new hidden-size tensors, and eval-mode
+    inference runs in micro-batches of at most ``INFERENCE_CHUNK_ELEMENTS`` hidden elements: fewer fresh pages per
+    call. No private fused kernels: see docs/models/p2t.md, "Speed and memory", for what that costs.
+
+    NOTE: With ``recompute_act`` (training), backward keeps the outputs of the matrix products and convs and
+    recomputes the activations from them (selective activation checkpointing) instead of also storing the
+    activations' outputs: two hidden-size tensors per FFN less, for two elementwise passes more. Gradients are
+    unchanged. Opt-in, like ``with_cp``: it saves memory and costs time.
 
     Args:
         embed_dims (int): Input and output channels C.
         hidden_dims (int): Channels of the hidden map.
-        act_cfg (dict): Activation after the depthwise conv (and after ``fc1`` when ``fc1_act``).
-            Defaults to ``dict(type='GELU')``.
-        fc1_act (bool): Activation after ``fc1`` as well. Defaults to True.
-        dw_residual (bool): Add the hidden map to the depthwise conv's output. Defaults to False.
-        norm_cfg (dict, optional): 2-D norm after ``fc1``/act (``norm1``), after the depthwise act (``norm2``)
-            and after ``fc2`` (``norm3``). Defaults to None (no norms).
-        recompute_act (bool, optional): Recompute the activations in backward rather than store them (see the
-            note). Only without norms (a recomputed BatchNorm would update its statistics twice).
-            Defaults to None: True without norms, False with them.
+        act_cfg (dict): The activation, used after each conv named by ``fc1_act`` / the depthwise conv (always) /
+            ``fc2_act``. Defaults to ``dict(type='GELU')``.
+        fc1_act (bool): Activation after ``fc1``. Defaults to True.
+        fc2_act (bool): Activation after ``fc2`` too (HRFormer). Defaults to False.
+        dw_residual (bool): Add the depthwise conv's input to its output (CMT). Defaults to False.
+        norm_cfg (dict, optional): 2-D norm (e.g. ``dict(type='BN')``) after the convs named in ``norm_after``.
+            Defaults to None (no norms).
+        norm_after (Sequence[str]): Which of ``'fc1'``, ``'conv'``, ``'fc2'`` get a norm (``norm1``, ``norm2``,
+            ``norm3``) when ``norm_cfg`` is given; the others have none (attribute None, no keys).
+            Defaults to all three.
+        order (tuple[str]): ``('conv', 'act', 'norm')`` (CMT) or ``('conv', 'norm', 'act')`` (HRFormer), as
+            mmcv's ``ConvModule``. Defaults to ``('conv', 'act', 'norm')``.
+        recompute_act (bool): Recompute the activations in backward rather than store them (see the note). Only
+            without norms (a recomputed BatchNorm would update its statistics twice). Defaults to False.
     """
 
     def __init__(self,
@@ -106,28 +115,36 @@ class ConvFFN(nn.Module):
                  hidden_dims: int,
                  act_cfg: dict = dict(type='GELU'),
                  fc1_act: bool = True,
+                 fc2_act: bool = False,
                  dw_residual: bool = False,
                  norm_cfg: Optional[dict] = None,
-                 recompute_act: Optional[bool] = None) -> None:
+                 norm_after: Sequence[str] = _CONVS,
+                 order: Tuple[str, str, str] = ('conv', 'act', 'norm'),
+                 recompute_act: bool = False) -> None:
         super().__init__()
-        if recompute_act is None:
-            recompute_act = norm_cfg is None
-        assert not (recompute_act and norm_cfg is not None), 'recompute_act needs norm_cfg=None'
+        order = tuple(order)
+        if order not in _ORDERS:
+            raise ValueError(f'order must be one of {_ORDERS}, got {order!r}')
+        unknown = set(norm_after) - set(_CONVS)
+        if unknown:
+            raise ValueError(f'norm_after takes names from {_CONVS}, got {sorted(unknown)}')
+        if recompute_act and norm_cfg is not None:
+            raise ValueError('recompute_act needs norm_cfg=None: a recomputed norm would update its statistics twice')
         self.fc1 = nn.Conv2d(embed_dims, hidden_dims, kernel_size=1)
-        self.act1 = build_activation_layer(act_cfg) if fc1_act else None
         self.conv = nn.Conv2d(hidden_dims, hidden_dims, kernel_size=3, padding=1, groups=hidden_dims)
-        self.act2 = build_activation_layer(act_cfg)
         self.fc2 = nn.Conv2d(hidden_dims, embed_dims, kernel_size=1)
+        self.act1 = build_activation_layer(act_cfg) if fc1_act else None
+        self.act2 = build_activation_layer(act_cfg)
+        self.act3 = build_activation_layer(act_cfg) if fc2_act else None
+        channels = dict(fc1=hidden_dims, conv=hidden_dims, fc2=embed_dims)
+        for i, name in enumerate(_CONVS, 1):
+            norm = None
+            if norm_cfg is not None and name in norm_after:
+                norm = build_norm_layer(norm_cfg, channels[name])[1]
+            setattr(self, f'norm{i}', norm)
         self.dw_residual = dw_residual
-        if norm_cfg is not None:
-            self.norm1 = build_norm_layer(norm_cfg, hidden_dims)[1]
-            self.norm2 = build_norm_layer(norm_cfg, hidden_dims)[1]
-            self.norm3 = build_norm_layer(norm_cfg, embed_dims)[1]
-        else:
-            self.norm1 = self.norm2 = self.norm3 = None
+        self.norm_first = order[1] == 'norm'
         self.recompute_act = recompute_act
-        act = _onednn_activation(self.act2)
-        self._onednn_act = act if _ONEDNN and norm_cfg is None and not dw_residual else None
 
     @staticmethod
     def _pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
@@ -135,10 +152,25 @@ class ConvFFN(nn.Module):
         return F.linear(x, conv.weight.flatten(1), conv.bias)
 
     @staticmethod
-    def _norm(norm: nn.Module, x: Tensor) -> Tensor:
-        """2-D norm on (B, H, W, C)."""
-        # B, H, W, C -> B, C, H, W (channels-last view) -> B, H, W, C
-        return norm(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    def _act(act: nn.Module, x: Tensor) -> Tensor:
+        """``act(x)``; in inference in place, as ``x`` is always a fresh conv/norm output of this FFN."""
+        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting():
+            return act(x)
+        if type(act) is nn.GELU:
+            return torch.ops.aten.gelu_(x, approximate=act.approximate)
+        fn = _INPLACE_FNS.get(type(act))
+        return act(x) if fn is None else fn(x, inplace=True)
+
+    def _act_norm(self, x: Tensor, act: nn.Module, norm: nn.Module) -> Tensor:
+        """Activation and 2-D norm of (B, H, W, C) in ``order``; either may be None."""
+        if act is not None and not self.norm_first:
+            x = self._act(act, x)
+        if norm is not None:
+            # B, H, W, C -> B, C, H, W (channels-last view) -> B, H, W, C
+            x = norm(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        if act is not None and self.norm_first:
+            x = self._act(act, x)
+        return x
 
     def forward(self, x: Tensor, hw_shape: Tuple[int, int]) -> Tensor:
         """Args:
@@ -151,49 +183,23 @@ class ConvFFN(nn.Module):
         B, N, C = x.shape
         H, W = hw_shape
         x = x.view(B, H, W, C)
-        if torch.jit.is_tracing() or torch.jit.is_scripting():
-            x = self._forward_plain(x)
-        elif self._onednn_act is not None and _onednn_inference(x):
-            x = self._forward_onednn(x)
-        elif self.recompute_act and torch.is_grad_enabled():
-            x = checkpoint(self._forward_plain, x, use_reentrant=False, context_fn=_recompute_activations_context)
+        if self.recompute_act and torch.is_grad_enabled():
+            x = checkpoint(self._forward, x, use_reentrant=False, context_fn=_recompute_activations_context)
+        elif self.training or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting():
+            x = self._forward(x)
         else:
-            x = self._forward_plain(x)
+            # inference: micro-batches whose hidden map stays small (every op is per sample in eval mode)
+            chunk = max(1, INFERENCE_CHUNK_ELEMENTS // (H * W * self.conv.out_channels))
+            x = torch.cat([self._forward(part) for part in x.split(chunk)]) if chunk < B else self._forward(x)
         return x.reshape(B, N, -1)
 
-    def _forward_plain(self, x: Tensor) -> Tensor:
+    def _forward(self, x: Tensor) -> Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""
-        x = self._pointwise(self.fc1, x)  # B, H, W, hidden
-        if self.act1 is not None:
-            x = self.act1(x)
-        if self.norm1 is not None:
-            x = self._norm(self.norm1, x)
+        x = self._act_norm(self._pointwise(self.fc1, x), self.act1, self.norm1)  # B, H, W, hidden
         # B, H, W, hidden -> B, hidden, H, W (channels-last view, no copy)
         y = self.conv(x.permute(0, 3, 1, 2))
         if self.dw_residual:
             y = y + x.permute(0, 3, 1, 2)
-        y = self.act2(y)
-        if self.norm2 is not None:
-            y = self.norm2(y)
-        # B, hidden, H, W -> B, H, W, hidden (a view when the conv kept channels-last)
-        x = self._pointwise(self.fc2, y.permute(0, 2, 3, 1))
-        if self.norm3 is not None:
-            x = self._norm(self.norm3, x)
-        return x
-
-    def _forward_onednn(self, x: Tensor) -> Tensor:
-        """Fused CPU inference path on (B, H, W, C) -> (B, H, W, C), in micro-batches over B."""
-        B, H, W, _ = x.shape
-        chunk = max(1, _ONEDNN_CHUNK_ELEMENTS // (H * W * self.conv.out_channels))
-        if chunk < B:
-            return torch.cat([self._forward_onednn(part) for part in x.split(chunk)])
-        act, algorithm = self._onednn_act
-        fc1_act, fc1_algorithm = (act, algorithm) if self.act1 is not None else ('none', '')
-        x = torch.ops.mkldnn._linear_pointwise(x, self.fc1.weight.flatten(1), self.fc1.bias, fc1_act, [], fc1_algorithm)
-        conv = self.conv
-        # B, H, W, hidden -> B, hidden, H, W (channels-last view); the output stays channels-last
-        y = torch.ops.mkldnn._convolution_pointwise(
-            x.permute(0, 3, 1, 2), conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation),
-            conv.groups, act, [], algorithm)
-        return torch.ops.mkldnn._linear_pointwise(
-            y.permute(0, 2, 3, 1), self.fc2.weight.flatten(1), self.fc2.bias, 'none', [], '')
+        # B, hidden, H, W -> B, H, W, hidden (a view: the conv keeps channels-last)
+        y = self._act_norm(y.permute(0, 2, 3, 1), self.act2, self.norm2)
+        return self._act_norm(self._pointwise(self.fc2, y), self.act3, self.norm3)
