@@ -28,8 +28,6 @@ INTEGRATION_FILES = (
 )
 INTEGRATION_TESTS = (
     'test_lazy_import_from_a_fresh_process',  # test_registry.py: a fresh interpreter per host library (~6 s each)
-    'test_native_backbone_imports_no_host_package',  # test_registry.py: a fresh interpreter
-    'test_host_wrapper_is_imported_on_first_lookup',  # test_registry.py: a fresh interpreter
     'test_found_from_an_mmseg_pipeline_in_a_fresh_process',  # test_transforms.py: a fresh interpreter
     'test_config_test_pipeline_end_to_end',  # test_transforms.py: a P2T config's mmseg test pipeline on images
     'test_onnx_export_equals_eager',  # test_p2t.py: ONNX export + onnxruntime

@@ -171,3 +171,90 @@ def test_numpy_and_plain_checkpoints_load(tmp_path):
     assert loaded['meta']['arr'].tolist() == [0.0, 1.0, 2.0]
     assert loaded['meta']['scalar'] == 4
     assert not glob.glob(osp.join(str(tmp_path), 'pwned*'))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# load_state_dict_strict: the one strict state-dict load
+# ---------------------------------------------------------------------------------------------------------------
+def _net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.Linear(4, 2)))
+
+
+def test_strict_load_message_names_missing_and_unexpected_keys():
+    from mmvit_ext.utils.checkpoint import StateDictMismatchError, load_state_dict_strict
+    model = _net()
+    state = model.state_dict()
+    state.pop('2.0.bias')
+    state.pop('1.running_var')
+    state['2.1.weight'] = torch.zeros(2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state['0.weight'] = state['0.weight'] + 1  # would change the model if anything were loaded
+    with pytest.raises(StateDictMismatchError) as err:
+        load_state_dict_strict(model, state, source="checkpoint 'x.pth'", hint='Convert it first.')
+    text = str(err.value)
+    assert text.startswith("checkpoint 'x.pth' does not fit Sequential:")
+    assert '2 missing keys: 1.running_var, 2.0.bias' in text and '1 unexpected keys: 2.1.weight' in text
+    assert text.endswith('Convert it first.') and 'shape' not in text
+    assert err.value.missing == ['1.running_var', '2.0.bias'] and err.value.unexpected == ['2.1.weight']
+    for k, v in model.state_dict().items():  # nothing was loaded
+        assert torch.equal(v, before[k]), k
+
+
+def test_strict_load_reports_shape_mismatches():
+    from mmvit_ext.utils.checkpoint import StateDictMismatchError, load_state_dict_strict
+    model = _net()
+    state = model.state_dict()
+    state['2.0.weight'] = torch.zeros(3, 4)
+    with pytest.raises(StateDictMismatchError) as err:
+        load_state_dict_strict(model, state, source='the weights', hint='h')
+    assert '1 shape mismatches: 2.0.weight (checkpoint (3, 4) vs model (2, 4))' in str(err.value)
+    assert 'missing' not in str(err.value) and err.value.mismatched == [('2.0.weight', (3, 4), (2, 4))]
+
+
+def test_strict_load_success_and_load_time_migrations():
+    """A fitting dict is loaded; keys renamed or tensors resized by a module's own ``_load_from_state_dict`` (as
+    ``_version`` upgrades and relative-position tables do) are compared after that migration."""
+    from mmvit_ext.utils.checkpoint import load_state_dict_strict
+
+    class Renamed(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(2, 3)
+            self.register_buffer('table', torch.zeros(4))
+            self.register_buffer('cache', torch.zeros(1), persistent=False)
+
+        def _load_from_state_dict(self, state_dict, prefix, *args):
+            if prefix + 'old.weight' in state_dict:  # version 1 called it ``old``
+                state_dict[prefix + 'proj.weight'] = state_dict.pop(prefix + 'old.weight')
+            table = state_dict.get(prefix + 'table')
+            if table is not None and table.shape != self.table.shape:  # resized on load
+                state_dict[prefix + 'table'] = table.repeat(2)[:4]
+            super()._load_from_state_dict(state_dict, prefix, *args)
+
+    src, dst = nn.Sequential(Renamed()), nn.Sequential(Renamed())
+    state = src.state_dict()
+    load_state_dict_strict(dst, state, source='s', hint='h')
+    assert torch.equal(dst[0].proj.weight, src[0].proj.weight)
+    old = {('0.old.weight' if k == '0.proj.weight' else k): v for k, v in state.items()}
+    old['0.table'] = torch.arange(2.)
+    fresh = nn.Sequential(Renamed())
+    load_state_dict_strict(fresh, old, source='s', hint='h')
+    assert torch.equal(fresh[0].proj.weight, src[0].proj.weight) and fresh[0].table.tolist() == [0., 1., 0., 1.]
+
+
+def test_checkpoint_module_imports_only_torch_and_mmengine():
+    """``mmvit_ext.models`` imports this module: it must not import the models back (or anything heavy)."""
+    import ast
+    import sys
+    source = osp.join(osp.dirname(mmvit_ext.__file__), 'utils', 'checkpoint.py')
+    names = set()
+    for node in ast.walk(ast.parse(open(source).read())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add(node.module)
+    allowed = ('torch', 'mmengine', 'numpy', 'mmvit_ext.utils.compat')
+    outside = {n for n in names if n.split('.')[0] not in sys.stdlib_module_names and not n.startswith(allowed)}
+    assert not outside, outside

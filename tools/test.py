@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Evaluate a checkpoint with an mmdet / mmseg / mmpretrain / mmvit_ext config.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir DIR]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir DIR] [--compile]
     bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCS [args...]
 
 The checkpoint must fit the model exactly: a mismatch stops with the missing/unexpected keys instead of
@@ -16,8 +16,8 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmvit_ext.utils.launch import check_dataset_paths  # noqa: E402
-from mmvit_ext.utils.launch import (DictAction, UserError, load_checkpoint_strict, load_config, setup_cpu_distributed,
+from mmvit_ext.utils.launch import (DictAction, UserError, adapt_cfg_for_device, check_dataset_paths,
+                                    load_checkpoint_strict, load_config, setup_compile, setup_cpu_distributed,
                                     user_errors)
 
 
@@ -29,6 +29,10 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='dump the raw predictions to this pickle file (mmengine DumpResults)')
     parser.add_argument('--show-dir', help='save painted predictions under WORK_DIR/TIMESTAMP/SHOW_DIR')
     parser.add_argument('--wait-time', type=float, default=0, help='interval of --show in seconds')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help="torch.compile the model's test_step (MMEngine's cfg.compile); the first batches compile")
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -73,6 +77,9 @@ def main(argv=None):
             raise UserError(f'checkpoint {args.checkpoint!r} does not exist')
         if args.show_dir:
             _enable_visualization(cfg, args.show_dir, args.wait_time)
+        if args.compile:
+            setup_compile(cfg)
+        adapt_cfg_for_device(cfg, 'auto')
         check_dataset_paths(cfg, ('test_dataloader', ))
         setup_cpu_distributed(cfg, args.launcher)
         cfg.load_from = None
@@ -82,6 +89,9 @@ def main(argv=None):
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
         load_checkpoint_strict(runner.model, args.checkpoint, what=f'the model of {args.config}')
         runner._has_loaded = True  # Runner.test() would otherwise re-load load_from non-strictly
+        if cfg.get('compile'):
+            # MMEngine 0.10 compiles only train_step (in Runner.train); test_step the same way, with its helper
+            runner._maybe_compile('test_step')
         if args.out:
             from mmengine.evaluator import DumpResults
             if not args.out.endswith(('.pkl', '.pickle')):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train a model from an mmdet / mmseg / mmpretrain / mmvit_ext config.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--compile] [--cfg-options k=v ...]
     bash tools/dist_train.sh CONFIG NUM_PROCS [args...]      # torchrun; gloo on CPU, nccl on GPUs
 """
 import argparse
@@ -12,8 +12,8 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone, too
 
-from mmvit_ext.utils.launch import check_pretrained_paths  # noqa: E402
-from mmvit_ext.utils.launch import (DictAction, check_dataset_paths, ensure_cpu_compatible, load_config, setup_amp,
+from mmvit_ext.utils.launch import (DictAction, UserError, adapt_cfg_for_device, check_dataset_paths,
+                                    check_pretrained_paths, load_config, setup_amp, setup_compile,
                                     setup_cpu_distributed, user_errors)
 
 
@@ -31,6 +31,10 @@ def parse_args(argv=None):
         '--amp',
         action='store_true',
         help='mixed precision: float16 with loss scaling on CUDA, bfloat16 autocast on CPU')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help="torch.compile the model (MMEngine's cfg.compile); the first iterations compile")
     parser.add_argument('--auto-scale-lr', action='store_true', help='scale the lr by the actual batch size')
     parser.add_argument('--no-validate', action='store_true', help='skip validation during training')
     parser.add_argument(
@@ -55,7 +59,9 @@ def main(argv=None):
         cfg.launcher = args.launcher
         if args.amp:
             setup_amp(cfg)
-        ensure_cpu_compatible(cfg)
+        if args.compile:
+            setup_compile(cfg)
+        adapt_cfg_for_device(cfg, 'auto')
         if args.resume == 'auto':
             cfg.resume, cfg.load_from = True, None
         elif args.resume is not None:
@@ -65,7 +71,7 @@ def main(argv=None):
                 cfg[key] = None
         if args.auto_scale_lr:
             if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-                raise SystemExit('error: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
+                raise UserError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
             cfg.auto_scale_lr.enable = True
         check_dataset_paths(cfg, ('train_dataloader', ) if args.no_validate else ('train_dataloader', 'val_dataloader'))
         if not cfg.get('resume'):

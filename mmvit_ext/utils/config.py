@@ -44,7 +44,15 @@ def _patch_installed_path(module) -> None:
 
 
 def register_mim_package() -> None:
-    """Register ``mmvit_ext::`` as a config-base prefix (idempotent)."""
+    """Register ``mmvit_ext::`` as a config-base prefix (idempotent).
+
+    Raises:
+        IncompatibleVersionError: MMEngine is not of the series these patches were written for (see
+            :mod:`mmvit_ext.utils.compat`).
+    """
+    from mmvit_ext.utils.compat import SUPPORTED, check_version
+    check_version('mmengine', SUPPORTED['mmengine'],
+                  'MODULE2PACKAGE, get_installed_path and Config._get_cfg_path (mmvit_ext:: config bases)')
     import mmengine.config.config as config_module
     import mmengine.config.utils as config_utils
     import mmengine.utils as mmengine_utils

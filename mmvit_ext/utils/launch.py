@@ -1,50 +1,100 @@
-"""What ``tools/train.py`` and ``tools/test.py`` share: config loading, pre-flight checks with clear errors,
-CPU distributed runs (gloo) and mixed precision without a GPU.
+"""What the tools share: config loading, pre-flight checks with clear errors, the rewrite of GPU-only settings for
+CPU runs, CPU distributed runs (gloo), mixed precision without a GPU, ``--compile`` and the strict checkpoint load.
 
-Each helper is small and tested on its own (``tests/test_tools/test_launch.py``); the tools only wire them up.
+Each helper is small and tested on its own (``tests/test_tools/test_launch.py``); the tools only wire them up. The
+error scheme (:class:`UserError`, :func:`user_errors`) lives in :mod:`mmvit_ext.utils.errors` and is re-exported
+here.
 """
 import os
 import os.path as osp
+import shutil
 import sys
-from contextlib import contextmanager
-from typing import Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple, Union
 
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the tools)
 
+from .errors import CONVERTER_CLI, DOCS_DATASETS, UserError, user_errors
+
+if TYPE_CHECKING:
+    import torch
+
 __all__ = [
-    'UserError', 'load_config', 'check_dataset_paths', 'check_pretrained_paths', 'replace_syncbn', 'setup_amp',
-    'setup_cpu_distributed', 'user_errors', 'load_checkpoint_strict'
+    'UserError', 'user_errors', 'resolve_config_path', 'load_config', 'check_dataset_paths', 'check_pretrained_paths',
+    'replace_syncbn', 'resolve_device', 'adapt_cfg_for_device', 'setup_amp', 'check_compiler', 'setup_compile',
+    'setup_cpu_distributed', 'load_checkpoint_strict'
 ]
 
-DOCS_DATASETS = 'docs/dataset_prepare.md'
-CONVERTER_CLI = 'tools/model_converters/convert_checkpoint.py FAMILY SRC DST'
 
+def resolve_config_path(config: str) -> str:
+    """The file behind ``config``: a local path, or a host-repository config ``'<pkg>::<dir>/<file>.py'``.
 
-class UserError(Exception):
-    """A mistake in a command line, a config or a file that a person can fix; the tools print it without a
-    traceback."""
+    ``pkg::`` names are those MMEngine accepts in ``_base_`` (``mmdet``, ``mmseg``, ``mmpretrain``, ... and
+    ``mmvit_ext``); the file is ``<installed package>/.mim/configs/<dir>/<file>.py``, as for a ``_base_``
+    (MMEngine's ``Config.fromfile`` does not accept these names). Unlike ``mmengine.hub.get_config`` this never
+    installs a missing package.
+
+    Args:
+        config (str): Path or ``pkg::path``.
+
+    Returns:
+        str: Path of an existing file.
+
+    Raises:
+        UserError: The file does not exist (for ``pkg::`` names: in the installed package, with the folder's
+            configs listed), or a malformed ``pkg::`` name, an unknown package or one that is not installed.
+    """
+    if '::' not in config:
+        if not osp.isfile(config):
+            hint = ''
+            if not config.endswith('.py'):
+                hint = ' (configs are .py files)'
+            elif osp.isfile(osp.join('configs', config)):
+                hint = f'; did you mean configs/{config}?'
+            raise UserError(f'config file {config!r} does not exist{hint}. List the configs with: ls configs/*/')
+        return config
+    import mmengine.utils as mmengine_utils
+    from mmengine.config.utils import MODULE2PACKAGE, _get_package_and_cfg_path
+
+    import mmvit_ext  # noqa: F401  (registers ``mmvit_ext::``)
+
+    scope = config.partition('::')[0]
+    if scope not in MODULE2PACKAGE:
+        raise UserError(f'{config}: unknown package {scope!r} before "::"; known: {", ".join(sorted(MODULE2PACKAGE))}')
+    try:
+        package, rel_path = _get_package_and_cfg_path(config)
+    except ValueError as err:
+        raise UserError(f'{config}: expected "<pkg>::<dir>/<file>.py", e.g. '
+                        f'"mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py" ({err})') from None
+    if not mmengine_utils.is_installed(package):
+        raise UserError(f'{config}: package {package!r} is not installed')
+    configs_dir = osp.join(mmengine_utils.get_installed_path(package), '.mim', 'configs')
+    path = osp.join(configs_dir, rel_path)
+    if not osp.isfile(path):
+        folder = osp.join(configs_dir, osp.dirname(rel_path))
+        hint = ''
+        if osp.isdir(folder):
+            names = sorted(f for f in os.listdir(folder) if f.endswith('.py'))
+            hint = f'; {scope}::{osp.dirname(rel_path)}/ holds: ' + ', '.join(
+                names[:12]) + (', ...' if len(names) > 12 else '')
+        raise UserError(f'config file {config!r} does not exist (looked for {path}){hint}')
+    return path
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None) -> Config:
-    """Parse ``path`` (after ``import mmvit_ext``, so ``mmvit_ext::`` bases resolve) and apply overrides.
+    """Parse ``path`` (a file or a ``pkg::`` name, see :func:`resolve_config_path`) after ``import mmvit_ext``
+    (so ``mmvit_ext::`` bases resolve) and apply overrides.
 
     ``work_dir`` precedence: ``work_dir`` argument > config > ``./work_dirs/<config name>``.
     """
-    if not osp.isfile(path):
-        hint = ''
-        if not path.endswith('.py'):
-            hint = ' (configs are .py files)'
-        elif osp.isfile(osp.join('configs', path)):
-            hint = f'; did you mean configs/{path}?'
-        raise UserError(f'config file {path!r} does not exist{hint}. List the configs with: ls configs/*/')
+    filename = resolve_config_path(path)
     import mmvit_ext  # noqa: F401  (registers mmvit_ext:: bases)
-    cfg = Config.fromfile(path)
+    cfg = Config.fromfile(filename)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(filename))[0])
     return cfg
 
 
@@ -138,13 +188,75 @@ def replace_syncbn(obj) -> int:
     return count
 
 
+def resolve_device(device: Union[str, 'torch.device', None] = 'auto') -> 'torch.device':
+    """``'auto'``/``None`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``.
+
+    Raises:
+        UserError: A CUDA device is requested but CUDA is not available, or the name is not a device.
+    """
+    import torch
+    if device is None or str(device) == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise UserError(f'--device {device!r}: {err}; use auto, cpu or cuda[:i]') from None
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise UserError(f'device {device} was requested but CUDA is not available; use --device cpu')
+    return device
+
+
+def adapt_cfg_for_device(cfg: Config,
+                         device: Union[str, 'torch.device', None] = 'auto',
+                         log: Optional[Callable[[str], None]] = print) -> List[str]:
+    """Rewrite, in place, the GPU-only settings of a config for a run on ``device``; returns what was changed.
+
+    Host base configs are written for GPUs. For a CPU run (``device`` is ``'cpu'``, or ``'auto'`` without CUDA):
+
+    * ``optim_wrapper.type='AmpOptimWrapper'`` (float16 with a loss scaler; it asserts a GPU when built) becomes
+      ``'mmvit_ext.AutocastOptimWrapper'`` with ``dtype='bfloat16'``: still mixed precision, and bfloat16 needs no
+      loss scaling. The analysis tools never build the optimizer; for them this only keeps the config buildable.
+    * ``SyncBN`` / ``MMSyncBN`` / ``TorchSyncBN`` in ``cfg.model`` become ``BN``: the same computation in one
+      process, and DDP accepts SyncBN on GPUs only (see :func:`setup_cpu_distributed`).
+
+    On CUDA nothing changes (a single-process Runner reverts SyncBN itself, and the analysis tools revert SyncBN
+    modules after building). Used by every tool that builds a model: train, test, get_flops, benchmark and
+    expedite_report.
+
+    Args:
+        cfg (Config): The config.
+        device (str | torch.device | None): ``'auto'``, ``'cpu'``, ``'cuda[:i]'``. Defaults to ``'auto'``.
+        log (Callable, optional): Receives one line per change (``None``: silent). Defaults to ``print``.
+
+    Returns:
+        list[str]: One description per change, e.g. ``'SyncBN -> BN in model (2 norm layer(s))'``.
+    """
+    if resolve_device(device).type != 'cpu':
+        return []
+    changes = []
+    optim_wrapper = cfg.get('optim_wrapper')
+    if isinstance(optim_wrapper, dict) and optim_wrapper.get('type') == 'AmpOptimWrapper':
+        optim_wrapper['type'] = 'mmvit_ext.AutocastOptimWrapper'
+        optim_wrapper.pop('loss_scale', None)
+        optim_wrapper.setdefault('dtype', 'bfloat16')
+        changes.append('AmpOptimWrapper -> mmvit_ext.AutocastOptimWrapper (bfloat16 autocast, no loss scaling)')
+    count = replace_syncbn(cfg.model) if cfg.get('model') is not None else 0
+    if count:
+        changes.append(f'SyncBN -> BN in model ({count} norm layer(s))')
+    if log is not None:
+        for change in changes:
+            log(f'[mmvit_ext] CPU run: {change}')
+    return changes
+
+
 def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
     """Make ``--launcher pytorch`` work without CUDA (gloo); a no-op where CUDA is available.
 
     MMEngine's ``init_dist`` calls ``torch.cuda.set_device`` and its default DDP wrapper passes
     ``device_ids=[LOCAL_RANK]``; both fail on CPU. Runner skips ``init_dist`` when a process group already
-    exists, so we create a gloo group here, let DDP run on CPU (``device_ids=None``) and replace SyncBN, which
-    DDP rejects on CPU, by BN. Returns whether the CPU path was taken.
+    exists, so we create a gloo group here, let DDP run on CPU (``device_ids=None``) and apply
+    :func:`adapt_cfg_for_device` for the CPU (SyncBN, which DDP rejects on CPU, becomes BN). Returns whether the
+    CPU path was taken.
     """
     import torch
     import torch.distributed as dist
@@ -165,8 +277,7 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
     wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
-    if replace_syncbn(cfg.model):
-        print('[mmvit_ext] CPU distributed run: SyncBN replaced by BN (DDP supports SyncBN on GPUs only).')
+    adapt_cfg_for_device(cfg, 'cpu')
     return True
 
 
@@ -192,100 +303,60 @@ def setup_amp(cfg: Config) -> str:
     return optim_wrapper.type
 
 
-def ensure_cpu_compatible(cfg: Config) -> None:
-    """Replace a config's GPU-only ``AmpOptimWrapper`` (inherited from some host bases) when no GPU is present."""
-    import torch
-    if torch.cuda.is_available():
+def check_compiler(device: Union[str, 'torch.device', None] = 'auto') -> None:
+    """Fail early when ``torch.compile`` (TorchInductor) cannot build CPU kernels: it needs a C++ compiler.
+
+    Raises:
+        UserError: For a CPU run without the compiler TorchInductor calls (``$CXX``, default ``g++``; ``clang++``
+            on macOS).
+    """
+    if resolve_device(device).type != 'cpu':
         return
-    optim_wrapper = cfg.get('optim_wrapper') or {}
-    if optim_wrapper.get('type') == 'AmpOptimWrapper':
-        optim_wrapper.type = 'mmvit_ext.AutocastOptimWrapper'
-        optim_wrapper.pop('loss_scale', None)
-        optim_wrapper.setdefault('dtype', 'bfloat16')
-        print('[mmvit_ext] no CUDA: the config\'s AmpOptimWrapper is run as bfloat16 autocast on CPU.')
+    cxx = os.environ.get('CXX') or ('clang++' if sys.platform == 'darwin' else 'g++')
+    if shutil.which(cxx) is None:
+        raise UserError(f'--compile on CPU needs a C++ compiler for TorchInductor, and {cxx!r} was not found; '
+                        'install g++ (or set CXX), or run without --compile')
 
 
-def _mismatch_message(checkpoint: str, missing: List[str], unexpected: List[str], what: str) -> str:
+def setup_compile(cfg: Config) -> None:
+    """``--compile``: set MMEngine's ``cfg.compile`` (keeping a dict of ``torch.compile`` options already there).
 
-    def sample(keys):
-        return ', '.join(keys[:5]) + (', ...' if len(keys) > 5 else '')
-
-    lines = [f'checkpoint {checkpoint!r} does not fit {what}:']
-    if missing:
-        lines.append(f'  {len(missing)} missing keys: {sample(missing)}')
-    if unexpected:
-        lines.append(f'  {len(unexpected)} unexpected keys: {sample(unexpected)}')
-    lines.append('Check that the checkpoint was trained with this config. Official (non-mmvit_ext) checkpoints must '
-                 f'be converted first: python {CONVERTER_CLI}')
-    return '\n'.join(lines)
+    MMEngine's Runner then compiles ``model.train_step`` in ``train()``; ``tools/test.py`` compiles ``test_step``
+    the same way. The first iterations include the compilation.
+    """
+    check_compiler('auto')
+    cfg.compile = cfg.get('compile') or True
 
 
 def load_checkpoint_strict(model, checkpoint: str, what: str = 'the model', map_location='cpu') -> dict:
-    """Load ``checkpoint`` into ``model`` with every key used; raise :class:`UserError` listing the mismatch."""
+    """Load ``checkpoint`` into ``model`` with every key used, through
+    :func:`mmvit_ext.utils.checkpoint.load_state_dict_strict`; a DDP wrapper and ``module.`` prefixes are stripped.
+
+    Args:
+        model (nn.Module): The model, possibly wrapped (``model.module``).
+        checkpoint (str): Path or URL.
+        what (str): What the checkpoint must fit, for the message. Defaults to ``'the model'``.
+        map_location: As for ``torch.load``. Defaults to ``'cpu'``.
+
+    Returns:
+        dict: The loaded checkpoint (``meta``, ``state_dict``, ...).
+
+    Raises:
+        StateDictMismatchError: The keys or shapes differ; nothing was loaded.
+        UserError: The file does not hold a state dict.
+    """
     from mmengine.runner.checkpoint import _load_checkpoint
+
+    from mmvit_ext.utils.checkpoint import load_state_dict_strict
     ckpt = _load_checkpoint(checkpoint, map_location=map_location)
     state_dict = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
     if not isinstance(state_dict, dict):
         raise UserError(f'checkpoint {checkpoint!r} holds a {type(state_dict).__name__}, not a state dict')
     state_dict = {(k[7:] if k.startswith('module.') else k): v for k, v in state_dict.items()}
-    target = getattr(model, 'module', model)
-    own = target.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    if missing or unexpected:
-        raise UserError(_mismatch_message(checkpoint, missing, unexpected, what))
-    bad_shapes = [
-        f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}' for k, v in own.items()
-        if hasattr(state_dict[k], 'shape') and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    if bad_shapes:
-        raise UserError(f'checkpoint {checkpoint!r} does not fit {what}: shape mismatch in ' +
-                        '; '.join(bad_shapes[:5]))
-    target.load_state_dict(state_dict, strict=True)
+    load_state_dict_strict(
+        getattr(model, 'module', model),
+        state_dict,
+        source=f'checkpoint {checkpoint!r}',
+        hint=(f'It must be a checkpoint of {what}: check that it was trained with this config. Official '
+              f'(non-mmvit_ext) checkpoints must be converted first: python {CONVERTER_CLI}'))
     return ckpt
-
-
-def _registry_hint(message: str) -> str:
-    from mmvit_ext.registry import MODELS
-    ours = ', '.join(sorted(MODELS.module_dict)) or '(none)'
-    return (f'{message}\nCheck the spelling of the type. Modules of this package are written with their scope, '
-            f"e.g. type='mmvit_ext.P2T' (registered: {ours}); modules of mmdet/mmseg/mmpretrain need the config's "
-            'default_scope or an explicit prefix such as mmdet.RetinaNet.')
-
-
-@contextmanager
-def user_errors(debug: bool = False):
-    """Print a person-fixable error as one message (exit status 2) instead of a traceback.
-
-    Covered: :class:`UserError`, unknown registry types, missing files, refused or unfitting checkpoints
-    (including a backbone's strict ``init_cfg=Pretrained`` load).
-    ``debug=True`` (``--debug``) re-raises with the full traceback.
-    """
-    from mmvit_ext.models.backbones.base import PretrainedLoadError
-    from mmvit_ext.utils.checkpoint import UnsafeCheckpointError
-    try:
-        yield
-    except (UserError, UnsafeCheckpointError, PretrainedLoadError) as err:
-        if debug:
-            raise
-        _die(str(err))
-    except KeyError as err:
-        text = err.args[0] if err.args else ''
-        if debug or not (isinstance(text, str) and 'registry' in text):
-            raise
-        _die(_registry_hint(text.split(' Please check')[0]))
-    except FileNotFoundError as err:
-        if debug:
-            raise
-        _die(f'{err}\nCheck the path in the command line or config (data_root, ann_file, load_from, '
-             f'init_cfg.checkpoint); datasets are described in {DOCS_DATASETS}.')
-    except RuntimeError as err:
-        text = str(err)
-        if debug or not ('state_dict' in text and ('Missing key' in text or 'Unexpected key' in text)):
-            raise
-        _die(f'{text}\nOfficial (non-mmvit_ext) checkpoints must be converted first: python {CONVERTER_CLI}')
-
-
-def _die(message: str) -> None:
-    print(f'error: {message}\n(run with --debug for the full traceback)', file=sys.stderr)
-    raise SystemExit(2)

@@ -303,18 +303,20 @@ def test_init_cfg_pretrained_is_strict(tiny_ref, tmp_path):
     model = P2T(TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with pytest.raises(
             PretrainedLoadError,
-            match=r'1 missing keys \[\'stages\.1\.blocks\.1\.norm2\.bias\'\].*'
-            r'0 unexpected keys(.|\n)*convert_checkpoint\.py p2t'):
+            match=r'does not fit P2T:\n  1 missing keys: stages\.1\.blocks\.1\.norm2\.bias\n'
+            r'(.|\n)*convert_checkpoint\.py p2t') as err:
         model.init_weights()
+    assert (err.value.missing, err.value.unexpected, err.value.mismatched) == (['stages.1.blocks.1.norm2.bias'], [], [])
     # tiny weights into small: shape mismatches name the arch
     path = tmp_path / 'tiny.pth'
     torch.save(official, path)
     model = P2T('small', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(PretrainedLoadError, match=r'size mismatch(.|\n)*Check that arch='):
+    with pytest.raises(PretrainedLoadError, match=r'shape mismatches: (.|\n)*Check that arch=') as err:
         model.init_weights()
+    assert ('stages.0.blocks.0.norm1.weight', (48, ), (64, )) in err.value.mismatched
     # a depth mismatch gives unexpected keys
     model = P2T(SHALLOW, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(PretrainedLoadError, match=r'unexpected keys \[\'stages\.0\.blocks\.1\.'):
+    with pytest.raises(PretrainedLoadError, match=r'unexpected keys: stages\.0\.blocks\.1\.'):
         model.init_weights()
     with pytest.raises(ValueError, match='unsupported Pretrained init_cfg keys'):
         P2T(TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path), strict=False)).init_weights()

@@ -1,4 +1,4 @@
-"""``mmvit_ext.utils.benchmark`` and ``tools/analysis_tools/benchmark.py``.
+"""``mmvit_ext.analysis.benchmark`` and ``tools/analysis_tools/benchmark.py``.
 
 A benchmark is not a test: these only check that it runs on two tiny configs (with the memory child processes)
 and that its JSON is well formed with sane values. The configs' models are registered in MMEngine's root
@@ -15,8 +15,9 @@ import pytest
 import torch
 
 import mmvit_ext  # noqa: F401
-from mmvit_ext.utils.benchmark import (JSON_KEYS, describe_timed_work, format_results, run_benchmark, time_interleaved,
-                                       write_json)
+from mmvit_ext.analysis.benchmark import (JSON_KEYS, TimedCase, describe_timed_work, format_results, run_benchmark,
+                                          time_interleaved, write_json)
+from mmvit_ext.utils.launch import UserError
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -88,11 +89,16 @@ def test_run_benchmark_two_configs_with_memory(two_configs, tmp_path):
     assert 'Ratios vs #0' in text and 'GMACs (multiply-accumulates' in text and 'peak RSS' in text
 
 
-def test_cli_train_mode_json(two_configs, tmp_path, capsys):
+def _load_tool():
     path = osp.join(REPO, 'tools', 'analysis_tools', 'benchmark.py')
     spec = importlib.util.spec_from_file_location('_tool_benchmark', path)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def test_cli_train_mode_json(two_configs, tmp_path, capsys):
+    tool = _load_tool()
     out = tmp_path / 'train.json'
     tool.main(two_configs + [
         '--shape', '32', '48', '--mode', 'train', '--batch', '2', '--repeat', '2', '--warmup', '1', '--threads', '1',
@@ -106,36 +112,65 @@ def test_cli_train_mode_json(two_configs, tmp_path, capsys):
         assert set(JSON_KEYS) <= set(rec)
         _check_record(rec, cfg, batch=2)
         assert rec['peak_mem_mb'] is None and rec['mode'] == 'train' and rec['shape'] == [32, 48]
+        assert rec['compiled'] is False
 
     with pytest.raises(SystemExit) as exit_info:
         tool.main([str(tmp_path / 'missing.py'), '--shape', '32', '--no-memory'])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert 'Config file not found' in err and 'missing.py' in err
+    assert err.startswith("error: config file '") and 'missing.py' in err and 'Traceback' not in err
+    with pytest.raises(SystemExit) as exit_info:  # the timed compilation would be meaningless
+        tool.main(two_configs[:1] + ['--compile', '--warmup', '0', '--no-memory', '--quiet'])
+    assert exit_info.value.code == 2 and 'error: --compile needs --warmup >= 1' in capsys.readouterr().err
+
+
+def test_cli_compile_tiny_model(two_configs, tmp_path, capsys):
+    """``--compile`` times the torch.compile'd model (compiled in the warm-up) and says so in the text and JSON."""
+    from torch._dynamo.utils import counters
+    tool = _load_tool()
+    out = tmp_path / 'compiled.json'
+    counters.clear()
+    records = tool.main(two_configs[:1] + [
+        '--shape', '32', '--compile', '--repeat', '2', '--warmup', '1', '--threads', '1', '--device', 'cpu',
+        '--no-memory', '--no-flops', '--quiet', '--json',
+        str(out)
+    ])
+    printed = capsys.readouterr().out
+    assert 'torch.compile on (compiled in the warm-up)' in printed and 'torch.compile(' in printed
+    rec = json.loads(out.read_text())[0]
+    assert rec['compiled'] is True and 'compiled during the warm-up' in rec['timed_work']
+    assert 0 < rec['latency_ms_median'] < 60e3 and records[0]['compiled'] is True
+    assert counters['stats']['unique_graphs'] >= 1  # really compiled, not only labelled so
 
 
 def test_time_interleaved_order():
+    """Round r runs A then B once each (warm-up rounds included); prepare and sync frame every run, untimed;
+    after_round sees each timed round."""
     calls = []
 
-    def make(name):
+    def case(name):
+        return TimedCase(
+            run=lambda r: calls.append(f'{name}{r}'),
+            prepare=lambda r: calls.append(f'prep-{name}'),
+            sync=lambda: calls.append('sync'))
 
-        def run():
-            calls.append(name)
-            return 0.001
-
-        return run
-
-    times = time_interleaved([make('A'), make('B')], repeat=3, warmup=1)
-    assert calls == ['A', 'B'] * 4
-    assert times == [[0.001] * 3, [0.001] * 3]
-    with pytest.raises(ValueError):
-        time_interleaved([make('A')], repeat=0, warmup=0)
+    rounds = []
+    timings = time_interleaved([case('A'), case('B')],
+                               repeat=3,
+                               warmup=1,
+                               after_round=lambda r, t: rounds.append((r, len(t[0].wall), len(t[1].wall))))
+    assert calls[:8] == ['prep-A', 'sync', 'A0', 'sync', 'prep-B', 'sync', 'B0', 'sync']
+    assert [c for c in calls if c[0] in 'AB'] == ['A0', 'B0', 'A1', 'B1', 'A2', 'B2', 'A3', 'B3']
+    assert rounds == [(1, 1, 1), (2, 2, 2), (3, 3, 3)]
+    assert all(len(t.wall) == len(t.cpu) == 3 and min(t.wall) >= 0 for t in timings)
+    with pytest.raises(UserError):
+        time_interleaved([case('A')], repeat=0, warmup=0)
 
 
 def test_describe_and_validation(two_configs):
     assert 'no_grad' in describe_timed_work('infer', 'backbone')
     assert 'no optimizer step' in describe_timed_work('train', 'model')
-    with pytest.raises(ValueError, match='predict'):
+    with pytest.raises(UserError, match='predict'):
         run_benchmark(two_configs[:1], 32, mode='train', forward='predict', log=None)
 
 
@@ -163,5 +198,5 @@ def test_host_config_backbone_with_memory_child():
     assert rec['model_type'] == 'MixVisionTransformer' and rec['params'] == 3_319_392
     assert isinstance(rec['peak_mem_mb'], float) and 0 <= rec['peak_mem_mb'] < 4096
     assert cfg in format_results([rec])
-    with pytest.raises(FileNotFoundError, match='mmseg::segformer/nope.py'):
+    with pytest.raises(UserError, match='mmseg::segformer/nope.py'):
         run_benchmark(['mmseg::segformer/nope.py'], 32, log=None)

@@ -114,7 +114,33 @@ def test_report_images_folder_and_errors(pairs, tmp_path):
                     ['--shape', '64', '96', '--repeat', '1', '--warmup', '0', '--images',
                      str(folder), '--quiet'])
     assert res[0]['images'].startswith(str(folder))
-    with pytest.raises(SystemExit):
-        tool.parse_args(pairs[:3])  # not pairs
-    with pytest.raises(ValueError, match='not an enabled Expedite backbone'):
-        tool.main([pairs[0], pairs[0], '--shape', '64', '96', '--quiet'])
+
+
+def test_report_errors_are_one_message(pairs, tmp_path, capsys):
+    tool = _load_tool()
+    for argv, message in (
+        (pairs[:3], 'give the configs in pairs'),
+        ([pairs[0], pairs[0], '--shape', '64', '96', '--quiet'], 'is not an enabled Expedite backbone'),
+        (pairs[:2] + ['--images', str(tmp_path / 'empty'), '--quiet'], '--images: no images'),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            tool.main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.startswith('error: ') and message in err, err
+    from mmvit_ext.utils.launch import UserError
+    with pytest.raises(UserError, match='in pairs'):
+        tool.main(pairs[:3] + ['--debug'])
+
+
+def test_report_refuses_a_checkpoint_that_does_not_fit(pairs, tmp_path, capsys):
+    """--checkpoint loads strictly: keys of another model stop the report with the mismatch, before any timing."""
+    import torch
+    bad = tmp_path / 'other.pth'
+    torch.save({'state_dict': {'backbone.foo.weight': torch.zeros(1)}}, bad)
+    tool = _load_tool()
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(pairs[:2] + ['--shape', '64', '96', '--checkpoint', str(bad), '--quiet'])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and 'Traceback' not in err
+    assert f"checkpoint '{bad}' does not fit EncoderDecoder" in err and 'the plain model of' in err
+    assert '1 unexpected keys: backbone.foo.weight' in err and 'missing keys: backbone.' in err

@@ -1,4 +1,4 @@
-"""FLOP counting (``mmvit_ext.utils.flops`` and ``tools/analysis_tools/get_flops.py``).
+"""FLOP counting (``mmvit_ext.analysis.flops`` and ``tools/analysis_tools/get_flops.py``).
 
 The key property: a model that uses ``F.scaled_dot_product_attention`` counts exactly as the same model written
 with explicit matmuls (MMEngine alone silently drops the fused op). Configs are tiny throw-away files in
@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
 
 import mmvit_ext  # noqa: F401
-from mmvit_ext.utils.flops import MACS_UNIT, count_flops, get_flops, parse_shape
+from mmvit_ext.analysis.flops import MACS_UNIT, count_flops, get_flops
+from mmvit_ext.analysis.inputs import parse_shape
+from mmvit_ext.utils.launch import UserError
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -106,7 +108,7 @@ def test_ignore_ops_and_summary():
 
 def test_parse_shape():
     assert parse_shape([224]) == (224, 224) and parse_shape([512, 1024]) == (512, 1024)
-    with pytest.raises(ValueError, match='H W'):
+    with pytest.raises(UserError, match='H W'):
         parse_shape([1, 2, 3])
 
 
@@ -173,12 +175,12 @@ def test_get_flops_from_config(tiny_config):
 
 
 def test_get_flops_errors(tmp_path, tiny_config):
-    with pytest.raises(FileNotFoundError, match='nope.py'):
+    with pytest.raises(UserError, match=r"config file '.*nope\.py' does not exist"):
         get_flops(str(tmp_path / 'nope.py'), 32)
     bad = tmp_path / 'flat.py'
     bad.write_text("custom_imports = dict(imports=['mmvit_ext_flops_test_nets'])\n"
                    "model = dict(type='FlopsTestBackbone')\n")
-    with pytest.raises(KeyError, match='no `backbone` entry'):
+    with pytest.raises(UserError, match='no `backbone` entry'):
         get_flops(str(bad), 32, part='backbone')
 
 
@@ -200,7 +202,13 @@ def test_get_flops_cli(tiny_config, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         tool.main([str(tmp_path / 'missing.py'), '--shape', '32'])
     assert exit_info.value.code == 2
-    assert 'Config file not found' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: config file '") and 'missing.py' in err and 'Traceback' not in err
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([tiny_config, '--shape', '1', '2', '3'])
+    assert exit_info.value.code == 2 and 'error: --shape must be "H W"' in capsys.readouterr().err
+    with pytest.raises(UserError):
+        tool.main([tiny_config, '--shape', '1', '2', '3', '--debug'])
 
 
 def _has(module):
@@ -258,7 +266,7 @@ def _needs_mmseg():
 
 
 def test_resolve_config_path(tmp_path):
-    from mmvit_ext.utils.flops import resolve_config_path
+    from mmvit_ext.utils.launch import resolve_config_path
     local = tmp_path / 'a.py'
     local.write_text('x = 1\n')
     assert resolve_config_path(str(local)) == str(local)
@@ -267,11 +275,11 @@ def test_resolve_config_path(tmp_path):
     path = resolve_config_path(SEGFORMER_B0)
     assert osp.isfile(path) and path.endswith(
         osp.join('.mim', 'configs', 'segformer', 'segformer_mit-b0_8xb2-160k_ade20k-512x512.py'))
-    with pytest.raises(FileNotFoundError, match=r'mmseg::segformer/nope\.py.*holds: segformer_mit-b0'):
+    with pytest.raises(UserError, match=r'mmseg::segformer/nope\.py.*holds: segformer_mit-b0'):
         resolve_config_path('mmseg::segformer/nope.py')
-    with pytest.raises(ValueError, match="unknown package 'mmfoo'"):
+    with pytest.raises(UserError, match="unknown package 'mmfoo'"):
         resolve_config_path('mmfoo::a/b.py')
-    with pytest.raises(ValueError, match='<pkg>::<dir>/<file>.py'):
+    with pytest.raises(UserError, match='<pkg>::<dir>/<file>.py'):
         resolve_config_path('mmseg::nofolder.py')
 
 
@@ -294,11 +302,12 @@ def test_host_config_with_gpu_only_pieces_builds_on_cpu():
     _needs_mmseg()
     from mmengine.config import Config
 
-    from mmvit_ext.utils.flops import build_model_from_cfg, load_config, resolve_config_path
+    from mmvit_ext.analysis.inputs import build_model_from_cfg, load_analysis_config
+    from mmvit_ext.utils.launch import resolve_config_path
     raw = Config.fromfile(resolve_config_path(POOLFORMER))
     assert raw.optim_wrapper.type == 'AmpOptimWrapper' and raw.model.decode_head.norm_cfg.type == 'SyncBN'
-    cfg = load_config(POOLFORMER)
-    assert cfg.optim_wrapper.type == 'OptimWrapper' and 'loss_scale' not in cfg.optim_wrapper
+    cfg = load_analysis_config(POOLFORMER, device='cpu')
+    assert cfg.optim_wrapper.type == 'mmvit_ext.AutocastOptimWrapper' and 'loss_scale' not in cfg.optim_wrapper
     assert 'SyncBN' not in str(cfg.model.to_dict())
     model = build_model_from_cfg(cfg, 'model')
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
@@ -315,4 +324,4 @@ def test_get_flops_cli_host_config(capsys):
     with pytest.raises(SystemExit) as exit_info:
         tool.main(['mmseg::segformer/nope.py', '--shape', '32'])
     assert exit_info.value.code == 2
-    assert 'Config file not found: mmseg::segformer/nope.py' in capsys.readouterr().err
+    assert "error: config file 'mmseg::segformer/nope.py' does not exist" in capsys.readouterr().err

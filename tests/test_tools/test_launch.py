@@ -1,4 +1,6 @@
-"""Unit tests of the helpers behind tools/train.py and tools/test.py (no host library needed)."""
+"""Unit tests of the helpers behind the tools (no host library needed)."""
+import os.path as osp
+
 import pytest
 import torch
 import torch.nn as nn
@@ -6,8 +8,9 @@ from mmengine.config import Config
 from mmengine.registry import OPTIM_WRAPPERS
 
 import mmvit_ext  # noqa: F401
-from mmvit_ext.utils.launch import (UserError, check_dataset_paths, ensure_cpu_compatible, load_checkpoint_strict,
-                                    load_config, replace_syncbn, setup_amp, user_errors)
+from mmvit_ext.utils.checkpoint import StateDictMismatchError
+from mmvit_ext.utils.launch import (UserError, adapt_cfg_for_device, check_dataset_paths, load_checkpoint_strict,
+                                    load_config, replace_syncbn, resolve_device, setup_amp, user_errors)
 
 
 def _cfg(tmp_path, **dataset):
@@ -77,11 +80,52 @@ def test_amp_on_cpu_uses_bfloat16_autocast():
     assert not torch.equal(before, model.weight)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='CPU behaviour')
-def test_inherited_amp_wrapper_runs_on_cpu():
-    cfg = Config(dict(optim_wrapper=dict(type='AmpOptimWrapper', loss_scale='dynamic', optimizer=dict(type='SGD'))))
-    ensure_cpu_compatible(cfg)
+def _gpu_cfg():
+    return Config(
+        dict(
+            optim_wrapper=dict(type='AmpOptimWrapper', loss_scale='dynamic', optimizer=dict(type='SGD')),
+            model=dict(
+                type='M', backbone=dict(norm_cfg=dict(type='SyncBN')), heads=[dict(norm_cfg=dict(type='MMSyncBN'))])))
+
+
+def test_adapt_cfg_for_cpu_rewrites_amp_and_syncbn(capsys):
+    cfg = _gpu_cfg()
+    changes = adapt_cfg_for_device(cfg, 'cpu')
     assert cfg.optim_wrapper.type == 'mmvit_ext.AutocastOptimWrapper' and 'loss_scale' not in cfg.optim_wrapper
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
+    assert cfg.model.backbone.norm_cfg.type == 'BN' and cfg.model.heads[0].norm_cfg.type == 'BN'
+    assert len(changes) == 2 and 'SyncBN -> BN in model (2 norm layer(s))' in changes
+    assert capsys.readouterr().out.count('[mmvit_ext] CPU run:') == 2
+    assert adapt_cfg_for_device(cfg, 'cpu', log=None) == []  # idempotent
+    assert capsys.readouterr().out == ''
+
+
+def test_inherited_amp_wrapper_builds_and_runs_on_cpu():
+    cfg = _gpu_cfg()
+    adapt_cfg_for_device(cfg, 'cpu', log=None)
+    wrapper_cfg = dict(cfg.optim_wrapper)
+    wrapper_cfg.pop('optimizer')
+    model = nn.Linear(4, 2)
+    wrapper = OPTIM_WRAPPERS.build(
+        wrapper_cfg, default_args=dict(optimizer=torch.optim.SGD(model.parameters(), lr=0.1)))
+    with wrapper.optim_context(model):
+        assert model(torch.randn(3, 4)).dtype == torch.bfloat16
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CPU behaviour')
+def test_adapt_cfg_auto_without_cuda_is_cpu_and_cuda_request_fails():
+    cfg = _gpu_cfg()
+    assert adapt_cfg_for_device(cfg, 'auto', log=None)
+    with pytest.raises(UserError, match='CUDA is not available'):
+        adapt_cfg_for_device(_gpu_cfg(), 'cuda', log=None)
+    assert resolve_device('auto').type == 'cpu'
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_adapt_cfg_for_cuda_changes_nothing():
+    cfg = _gpu_cfg()
+    assert adapt_cfg_for_device(cfg, 'cuda') == []
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.model.backbone.norm_cfg.type == 'SyncBN'
 
 
 def test_amp_refuses_unknown_wrapper():
@@ -90,15 +134,24 @@ def test_amp_refuses_unknown_wrapper():
         setup_amp(cfg)
 
 
-def test_strict_checkpoint_loading_lists_keys(tmp_path):
+def test_strict_checkpoint_loading_lists_keys(tmp_path, capsys):
     src = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
     torch.save({'state_dict': {'0.weight': src[0].weight, 'extra.bias': torch.zeros(1)}}, tmp_path / 'c.pth')
-    with pytest.raises(UserError) as err:
-        load_checkpoint_strict(src, str(tmp_path / 'c.pth'))
+    with pytest.raises(StateDictMismatchError) as err:
+        load_checkpoint_strict(src, str(tmp_path / 'c.pth'), what='the model of x.py')
     text = str(err.value)
     assert '3 missing keys: 0.bias, 1.weight, 1.bias' in text
     assert '1 unexpected keys: extra.bias' in text
-    assert 'convert_checkpoint.py' in text
+    assert 'the model of x.py' in text and 'convert_checkpoint.py' in text
+    with pytest.raises(SystemExit) as exit_info:  # the tools print it as one user error
+        with user_errors():
+            load_checkpoint_strict(src, str(tmp_path / 'c.pth'))
+    assert exit_info.value.code == 2
+    printed = capsys.readouterr().err
+    assert printed.startswith("error: checkpoint '") and '1 unexpected keys: extra.bias' in printed
+    with pytest.raises(StateDictMismatchError):
+        with user_errors(debug=True):
+            load_checkpoint_strict(src, str(tmp_path / 'c.pth'))
 
     torch.save({'state_dict': {'module.' + k: v for k, v in src.state_dict().items()}}, tmp_path / 'ok.pth')
     dst = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
@@ -144,3 +197,29 @@ def test_missing_pretrained_weights_name_the_key_and_the_fix(tmp_path):
     (tmp_path / 'w.pth').write_bytes(b'')
     cfg.model.backbone.init_cfg.checkpoint = str(tmp_path / 'w.pth')
     check_pretrained_paths(cfg)
+
+
+def test_pkg_config_names_resolve_and_errors_are_user_errors(tmp_path):
+    from mmvit_ext.utils.launch import resolve_config_path
+    local = tmp_path / 'a.py'
+    local.write_text('x = 1\n')
+    assert resolve_config_path(str(local)) == str(local)
+    assert osp.isfile(resolve_config_path('mmvit_ext::p2t/fpn_p2t-t_1xb4-300iter_demo-ade20k-128x128.py'))
+    with pytest.raises(UserError, match=r"config file 'mmvit_ext::p2t/nope\.py' does not exist.*holds: fpn_p2t"):
+        resolve_config_path('mmvit_ext::p2t/nope.py')
+    with pytest.raises(UserError, match="unknown package 'mmfoo'"):
+        resolve_config_path('mmfoo::a/b.py')
+    with pytest.raises(UserError, match='<pkg>::<dir>/<file>.py'):
+        resolve_config_path('mmvit_ext::nofolder.py')
+
+
+def test_compile_requires_a_cpp_compiler_on_cpu(monkeypatch):
+    from mmvit_ext.utils.launch import setup_compile
+    cfg = Config(dict(compile=dict(backend='inductor', dynamic=False)))
+    setup_compile(cfg)
+    assert cfg.compile == dict(backend='inductor', dynamic=False)  # options already in the config are kept
+    if torch.cuda.is_available():
+        return
+    monkeypatch.setenv('CXX', 'no-such-compiler-xyz')
+    with pytest.raises(UserError, match="'no-such-compiler-xyz' was not found"):
+        setup_compile(Config())

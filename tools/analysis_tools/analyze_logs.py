@@ -19,10 +19,21 @@ content); a run directory or its ``vis_data`` directory may be given instead. Ev
 
 ``--keys`` accepts a key's last path component (``bbox_mAP`` finds ``coco/bbox_mAP``, ``top1`` finds
 ``accuracy/top1``). Each key gets its own panel; each log is one line per panel. Matplotlib runs with the
-Agg backend (no display needed).
+Agg backend (no display needed). Problems with a log or a key stop with one ``error:`` line (exit status 2);
+``--debug`` shows the traceback.
+
+What this adds to the host repositories' ``tools/analysis_tools/analyze_logs.py`` (and so why it exists): one tool
+for the logs of all three hosts. mmdet's groups lines by epoch (iteration-based mmseg runs collapse into one) and
+mmseg's by step (it has no ``cal_train_time``, and epoch-valued validation steps of mmdet / mmpretrain runs land
+at the wrong x); both import seaborn (not a dependency of any host); mmpretrain's imports mmpretrain, mmcv and torch.
+Here validation steps are mapped to iterations or epochs (``--val-step auto``), keys match by their last path
+component, run directories are accepted, half-written lines of a live run are skipped, and a missing key lists
+the keys the log has.
 """
 import argparse
 import glob
+import importlib
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -31,8 +42,25 @@ import sys
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
+_REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-class LogError(Exception):
+
+def _load_errors():
+    """``mmvit_ext.utils.errors``, loaded from the source tree when present: it needs only the standard library,
+    while ``import mmvit_ext`` would import torch and the models."""
+    path = osp.join(_REPO, 'mmvit_ext', 'utils', 'errors.py')
+    if not osp.isfile(path):
+        return importlib.import_module('mmvit_ext.utils.errors')
+    spec = importlib.util.spec_from_file_location('_mmvit_ext_utils_errors', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+errors = _load_errors()
+
+
+class LogError(errors.UserError):
     """A problem with a log file or with the requested keys, shown without a traceback."""
 
 
@@ -340,13 +368,15 @@ def parse_args(argv=None):
     tim.add_argument('json_logs', nargs='+', help='vis_data/scalars.json files (or run directories)')
     tim.add_argument(
         '--include-outliers', action='store_true', help='keep the first logged window of every epoch in the average')
+    for sub_parser in (plt, tim):
+        sub_parser.add_argument('--debug', action='store_true', help='show full tracebacks')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     """Entry point."""
     args = parse_args(argv)
-    try:
+    with errors.user_errors(args.debug):
         logs = [ScalarLog(find_log(p)) for p in args.json_logs]
         for log in logs:
             if log.skipped:
@@ -361,9 +391,6 @@ def main(argv=None):
                 val_step=args.val_step,
                 title=args.title)
         return [print_train_time(log, args.include_outliers) for log in logs]
-    except LogError as err:
-        print(f'analyze_logs.py: error: {err}', file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == '__main__':

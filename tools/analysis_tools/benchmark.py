@@ -3,14 +3,17 @@
 
     python tools/analysis_tools/benchmark.py CONFIG [CONFIG ...] --shape H W [--batch B]
         [--part model|backbone] [--mode infer|train] [--forward tensor|predict] [--repeat N] [--warmup K]
-        [--threads T] [--device auto|cpu|cuda] [--no-flops] [--no-memory] [--json OUT] [--cfg-options k=v ...]
+        [--threads T] [--device auto|cpu|cuda] [--compile] [--no-flops] [--no-memory] [--json OUT]
+        [--cfg-options k=v ...] [--debug]
 
 With several configs the timed runs are interleaved (A B A B ...) in one process and ratios against the first
 config are printed, so comparisons survive a noisy machine. A CONFIG is a file or a host-repository config named as
-in ``_base_`` (``mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py``); SyncBN and ``AmpOptimWrapper`` are made
-CPU-friendly on loading. Peak memory is measured per config in a child process.
-``--mode infer`` times ``model.eval()`` + ``torch.no_grad()`` forward; ``--mode train`` times forward + backward
-of a surrogate loss (no optimizer step). See ``mmvit_ext/utils/benchmark.py`` and ``docs/tools/benchmark.md``.
+in ``_base_`` (``mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py``); its GPU-only settings (SyncBN,
+``AmpOptimWrapper``) are rewritten for a CPU run as in the other tools. Peak memory is measured per config in a
+child process. ``--mode infer`` times ``model.eval()`` + ``torch.no_grad()`` forward; ``--mode train`` times
+forward + backward of a surrogate loss (no optimizer step). ``--compile`` times the ``torch.compile``'d model;
+the warm-up rounds (at least one) include the compilation. See ``mmvit_ext/analysis/benchmark.py`` and
+``docs/tools/benchmark.md``.
 """
 import argparse
 import os.path as osp
@@ -52,6 +55,10 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=5, help='untimed runs per config first')
     parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (default: torch default)')
     parser.add_argument('--device', default='auto', help="'auto' (CUDA when available), 'cpu' or 'cuda[:i]'")
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the timed model; the first warm-up round compiles (needs --warmup >= 1)')
     parser.add_argument('--no-flops', action='store_true', help='skip the FLOP count (one JIT trace per config)')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory child processes')
     parser.add_argument('--json', default=None, metavar='OUT', help='write the results as a JSON list')
@@ -64,8 +71,9 @@ def parse_args(argv=None):
 def main(argv=None):
     """Entry point; returns the list of result records."""
     args = parse_args(argv)
-    from mmvit_ext.utils.benchmark import format_results, run_benchmark, write_json
-    try:
+    from mmvit_ext.utils.launch import user_errors
+    with user_errors(args.debug):
+        from mmvit_ext.analysis.benchmark import format_results, run_benchmark, write_json
         records = run_benchmark(
             args.configs,
             args.shape,
@@ -80,17 +88,12 @@ def main(argv=None):
             cfg_options=args.cfg_options,
             flops=not args.no_flops,
             memory=not args.no_memory,
+            compile=args.compile,
             log=None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)))
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        if args.debug:
-            raise
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f'benchmark.py: error: {msg}', file=sys.stderr)
-        sys.exit(2)
-    print(format_results(records))
-    if args.json:
-        write_json(records, args.json)
-        print(f'\nresults written to {args.json}')
+        print(format_results(records))
+        if args.json:
+            write_json(records, args.json)
+            print(f'\nresults written to {args.json}')
     return records
 
 

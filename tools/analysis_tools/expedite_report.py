@@ -4,20 +4,22 @@ reconstruction cost.
 
     python tools/analysis_tools/expedite_report.py PLAIN HOURGLASS [PLAIN HOURGLASS ...] --shape H W
         [--part backbone|model] [--repeat N] [--warmup K] [--images DIR] [--checkpoint CKPT] [--threads T]
-        [--seed S] [--json OUT] [--cfg-options k=v ...] [--hourglass-options k=v ...]
+        [--seed S] [--json OUT] [--cfg-options k=v ...] [--hourglass-options k=v ...] [--debug]
 
 For each pair (a plain config and the hourglass config that inherits it, e.g. the ``configs/expedite/`` pairs):
 
 1. Both models are built; the plain one gets its weights (``--checkpoint``, a full-model checkpoint of the plain
-   config; otherwise the host's own random initialisation, ``init_weights()`` without the pretrained weights) and
-   the hourglass model loads the plain model's ``state_dict`` with ``strict=True`` (the Expedite wrappers add no
-   parameters), so both run the same weights.
+   config, loaded strictly: a checkpoint that does not fit stops with its missing / unexpected / mis-shaped keys;
+   otherwise the host's own random initialisation, ``init_weights()`` without the pretrained weights) and the
+   hourglass model loads the plain model's ``state_dict`` strictly (the Expedite wrappers add no parameters), so
+   both run the same weights.
 2. Images: the files of ``--images DIR`` (any size, resized to ``--shape``), or synthetic scenes (textured
    background and shaded shapes, :func:`mmvit_ext.datasets.demo_data.render_scene`). Each goes through the model's
    data preprocessor (normalisation, padding), batch 1.
-3. ``warmup`` untimed rounds, then ``repeat`` timed rounds, one image per round, plain then hourglass (interleaved,
-   as ``benchmark.py`` does), in eval mode under ``torch.no_grad()``. ``--part backbone`` (default) times the
-   backbone forward, ``--part model`` the whole network (``mode='tensor'``: backbone + neck + heads).
+3. ``warmup`` untimed rounds, then ``repeat`` timed rounds, one image per round, plain then hourglass (the timing
+   loop of ``benchmark.py``, :func:`mmvit_ext.analysis.benchmark.time_interleaved`), in eval mode under
+   ``torch.no_grad()``. ``--part backbone`` (default) times the backbone forward, ``--part model`` the whole
+   network (``mode='tensor'``: backbone + neck + heads).
 4. Reported: the median wall-clock latency of both and the speed-up (also best-of-N and in process CPU time,
    which hardly depends on the load of other processes); the time inside the hourglass layers (clustering:
    ``TokenClustering.forward``; reconstruction: ``TokenReconstruction.weights`` + ``apply_weights``; for Swin also
@@ -27,7 +29,7 @@ For each pair (a plain config and the hourglass config that inherits it, e.g. th
 
 With random weights the similarities say how the hourglass perturbs *these* features only; they do not predict the
 accuracy of trained weights. Timings are of this machine under its current load (the JSON records threads and
-torch version).
+torch version). Mistakes stop with one ``error:`` line (exit status 2); ``--debug`` shows the traceback.
 """
 import argparse
 import glob
@@ -88,14 +90,19 @@ def parse_args(argv=None):
         action=DictAction,
         help='overrides for the hourglass configs only, e.g. model.backbone.expedite.alpha=8')
     parser.add_argument('--quiet', action='store_true', help='no progress messages')
-    args = parser.parse_args(argv)
+    parser.add_argument('--debug', action='store_true', help='show full tracebacks')
+    return parser.parse_args(argv)
+
+
+def check_args(args) -> None:
+    """Raise :class:`~mmvit_ext.utils.launch.UserError` for arguments that do not fit together."""
+    from mmvit_ext.utils.launch import UserError
     if len(args.configs) % 2:
-        parser.error('give the configs in pairs: PLAIN HOURGLASS [PLAIN HOURGLASS ...]')
+        raise UserError('give the configs in pairs: PLAIN HOURGLASS [PLAIN HOURGLASS ...]')
     if args.checkpoint and len(args.configs) > 2:
-        parser.error('--checkpoint belongs to one plain config: give a single pair')
+        raise UserError('--checkpoint belongs to one plain config: give a single pair')
     if args.repeat < 1 or args.warmup < 0:
-        parser.error('need --repeat >= 1 and --warmup >= 0')
-    return args
+        raise UserError('need --repeat >= 1 and --warmup >= 0')
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -104,17 +111,19 @@ def parse_args(argv=None):
 def load_images(num, shape, folder=None, seed=0):
     """``num`` RGB uint8 images (H, W, 3) of ``shape``: files of ``folder`` (cycled, resized), or synthetic scenes."""
     import cv2
+
+    from mmvit_ext.utils.launch import UserError
     h, w = shape
     if folder:
         files = sorted(
             f for f in glob.glob(osp.join(folder, '**', '*'), recursive=True) if f.lower().endswith(IMAGE_EXTS))
         if not files:
-            raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTS)}) under {folder}')
+            raise UserError(f'--images: no images ({", ".join(IMAGE_EXTS)}) under {folder}')
         images = []
         for i in range(num):
             bgr = cv2.imread(files[i % len(files)], cv2.IMREAD_COLOR)
             if bgr is None:
-                raise ValueError(f'cannot read {files[i % len(files)]}')
+                raise UserError(f'--images: cannot read {files[i % len(files)]}')
             images.append(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)[..., ::-1].copy())
         return images
     from mmvit_ext.datasets.demo_data import render_scene
@@ -137,11 +146,11 @@ def _strip_pretrained(cfg):
 
 
 def _clocks():
-    """(wall-clock, process CPU) seconds. CPU time (all threads) hardly depends on other processes' load."""
+    """(wall-clock, process CPU) seconds, the clocks of :func:`mmvit_ext.analysis.benchmark.time_interleaved`."""
     return time.perf_counter(), time.process_time()
 
 
-class _Timer:
+class _OpTimer:
     """Accumulates the wall-clock and CPU time spent inside wrapped callables (CPU: calls are synchronous)."""
 
     def __init__(self):
@@ -169,10 +178,12 @@ class _Timer:
 
 
 def instrument(backbone):
-    """Time the hourglass layers of an Expedite backbone; returns the :class:`_Timer`."""
+    """Time the hourglass layers of an Expedite backbone; returns the :class:`_OpTimer`."""
     if getattr(backbone, 'expedite_cfg', None) is None:
-        raise ValueError(f'{type(backbone).__name__} is not an enabled Expedite backbone (mmvit_ext.Hourglass*)')
-    timer = _Timer()
+        from mmvit_ext.utils.launch import UserError
+        raise UserError(f'{type(backbone).__name__} is not an enabled Expedite backbone (mmvit_ext.Hourglass*); '
+                        'give the configs as PLAIN HOURGLASS pairs')
+    timer = _OpTimer()
     timer.wrap(backbone.clustering, 'forward', 'clustering')
     timer.wrap(backbone.reconstruction, 'weights', 'reconstruction')
     timer.wrap(backbone.reconstruction, 'apply_weights', 'reconstruction')
@@ -183,17 +194,23 @@ def instrument(backbone):
 
 
 def build_pair(plain_cfg, hourglass_cfg, checkpoint=None, seed=0):
-    """Plain and hourglass models (eval mode) with the same weights; see the module docstring."""
-    from mmengine.logging import MMLogger
-    from mmengine.runner import load_checkpoint
+    """Plain and hourglass models (eval mode) with the same weights; see the module docstring.
 
-    from mmvit_ext.utils.flops import build_model_from_cfg
+    Raises:
+        StateDictMismatchError: ``checkpoint`` does not fit the plain model, or the hourglass model does not have
+            exactly the plain model's keys and shapes.
+    """
+    from mmengine.logging import MMLogger
+
+    from mmvit_ext.analysis.inputs import build_model_from_cfg
+    from mmvit_ext.utils.checkpoint import load_state_dict_strict
+    from mmvit_ext.utils.launch import load_checkpoint_strict
     for cfg in (plain_cfg, hourglass_cfg):
         _strip_pretrained(cfg)
     torch.manual_seed(seed)
     plain = build_model_from_cfg(plain_cfg, 'model')
     if checkpoint:
-        load_checkpoint(plain, checkpoint, map_location='cpu', strict=False)  # logs missing / unexpected keys
+        load_checkpoint_strict(plain, checkpoint, what=f'the plain model of {plain_cfg.filename}')
     else:
         logger = MMLogger.get_current_instance()
         level = logger.level
@@ -203,13 +220,18 @@ def build_pair(plain_cfg, hourglass_cfg, checkpoint=None, seed=0):
         finally:
             logger.setLevel(level)
     hourglass = build_model_from_cfg(hourglass_cfg, 'model')
-    hourglass.load_state_dict(plain.state_dict(), strict=True)  # raises if the keys or shapes differ
+    load_state_dict_strict(
+        hourglass,
+        plain.state_dict(),
+        source=f'the weights of the plain model ({plain_cfg.filename})',
+        hint=f'{hourglass_cfg.filename} must inherit the plain config and change only the backbone type and '
+        '`expedite` (the Expedite wrappers add no parameters).')
     return plain.eval(), hourglass.eval()
 
 
 def make_inputs(model, scope, images):
     """Each RGB image through the model's data preprocessor -> (list of batch-1 input tensors, data samples)."""
-    from mmvit_ext.utils.flops import prepare_model_and_inputs
+    from mmvit_ext.analysis.inputs import prepare_model_and_inputs
     h, w = images[0].shape[:2]
     wrapped, _ = prepare_model_and_inputs(model, (h, w), batch_size=1, device='cpu', scope=scope)
     samples = wrapped.data_samples
@@ -223,31 +245,30 @@ def make_inputs(model, scope, images):
 
 def _feature_maps(outputs):
     """The (B, C, H, W) maps among backbone outputs (class tokens dropped)."""
-    from mmvit_ext.utils.flops import flatten_tensors
+    from mmvit_ext.analysis.inputs import flatten_tensors
     return [t for t in flatten_tensors(outputs) if t.dim() == 4]
 
 
 class _Runner:
-    """One timed unit for a model: the backbone or the whole network; keeps the last backbone outputs."""
+    """One timed unit for a model: the backbone or the whole network on one round's input; keeps the last
+    backbone outputs."""
 
-    def __init__(self, model, samples, part):
-        self.model, self.samples, self.part = model, samples, part
+    def __init__(self, model, samples, part, inputs):
+        self.model, self.samples, self.part, self.inputs = model, samples, part, inputs
         self.backbone_out = None
         model.backbone.register_forward_hook(self._keep)
 
     def _keep(self, module, args, output):
         self.backbone_out = [t.detach() for t in _feature_maps(output)]
 
-    def __call__(self, inputs):
-        """One run; returns (wall-clock, CPU) seconds."""
-        wall, cpu = _clocks()
+    def __call__(self, round_index):
+        """One run on the input of round ``round_index``."""
+        x = self.inputs[round_index]
         with torch.no_grad():
             if self.part == 'backbone':
-                self.model.backbone(inputs)
+                self.model.backbone(x)
             else:
-                self.model(inputs, self.samples, mode='tensor')
-        wall_end, cpu_end = _clocks()
-        return wall_end - wall, cpu_end - cpu
+                self.model(x, self.samples, mode='tensor')
 
 
 def compare(hourglass_maps, plain_maps):
@@ -284,8 +305,10 @@ def report_pair(plain_path,
                 seed=0,
                 log=print):
     """Measure one pair (see the module docstring); returns a JSON-serialisable dict."""
-    from mmvit_ext.utils.flops import load_config
-    plain_cfg, hourglass_cfg = load_config(plain_path, cfg_options), load_config(hourglass_path, cfg_options)
+    from mmvit_ext.analysis.benchmark import TimedCase, time_interleaved
+    from mmvit_ext.analysis.inputs import load_analysis_config
+    plain_cfg = load_analysis_config(plain_path, cfg_options, 'cpu')
+    hourglass_cfg = load_analysis_config(hourglass_path, cfg_options, 'cpu')
     if hourglass_options:
         hourglass_cfg.merge_from_dict(hourglass_options)
     scope = plain_cfg.get('default_scope')
@@ -294,25 +317,24 @@ def report_pair(plain_path,
     timer = instrument(hourglass.backbone)
     imgs = load_images(warmup + repeat, shape, images, seed)
     inputs, samples = make_inputs(plain, scope, imgs)
-    runners = [_Runner(plain, samples, part), _Runner(hourglass, samples, part)]
+    runners = [_Runner(plain, samples, part, inputs), _Runner(hourglass, samples, part, inputs)]
+    op_times, sims = [], None  # op_times: dicts per timed round
 
-    log(f'{warmup} warm-up + {repeat} timed rounds (one image each), plain then hourglass ...')
-    times, op_times, sims = ([], []), [], None  # times: (wall, cpu) per round; op_times: dicts per round
-    for r, x in enumerate(inputs):
-        t_plain = runners[0](x)
-        timer.reset()
-        t_hour = runners[1](x)
-        if r < warmup:
-            continue
-        times[0].append(t_plain)
-        times[1].append(t_hour)
-        op_times.append(dict(wall=dict(timer.wall, total=t_hour[0]), cpu=dict(timer.cpu, total=t_hour[1])))
+    def after_round(r, timings):
+        nonlocal sims
+        op_times.append(
+            dict(wall=dict(timer.wall, total=timings[1].wall[-1]), cpu=dict(timer.cpu, total=timings[1].cpu[-1])))
         rows = compare(runners[1].backbone_out, runners[0].backbone_out)
         if sims is None:
             sims = [dict(shape=list(runners[0].backbone_out[i].shape[1:]), cos=[], rel_l2=[]) for i in range(len(rows))]
         for acc, row in zip(sims, rows):
             acc['cos'].append(row['cos'])
             acc['rel_l2'].append(row['rel_l2'])
+
+    log(f'{warmup} warm-up + {repeat} timed rounds (one image each), plain then hourglass ...')
+    cases = [TimedCase(run=runners[0]), TimedCase(run=runners[1], prepare=lambda r: timer.reset())]
+    timings = time_interleaved(cases, repeat=repeat, warmup=warmup, after_round=after_round)
+    times = tuple(list(zip(t.wall, t.cpu)) for t in timings)  # per model: (wall, cpu) seconds per timed round
 
     med = statistics.median
     plain_ms, hour_ms = 1e3 * med(t[0] for t in times[0]), 1e3 * med(t[0] for t in times[1])
@@ -400,35 +422,37 @@ def format_report(results):
 def main(argv=None):
     """Entry point; returns the list of per-pair results."""
     args = parse_args(argv)
-    import mmvit_ext  # noqa: F401
-    from mmvit_ext.utils.flops import parse_shape
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    shape = parse_shape(args.shape)
-    results = []
-    for plain, hourglass in zip(args.configs[::2], args.configs[1::2]):
-        results.append(
-            report_pair(
-                plain,
-                hourglass,
-                shape,
-                part=args.part,
-                repeat=args.repeat,
-                warmup=args.warmup,
-                images=args.images,
-                checkpoint=args.checkpoint,
-                cfg_options=args.cfg_options,
-                hourglass_options=args.hourglass_options,
-                seed=args.seed,
-                log=log))
-    print(format_report(results))
-    if args.json:
-        os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
-            json.dump(results, f, indent=2)
-            f.write('\n')
-        print(f'results written to {args.json}')
+    from mmvit_ext.utils.launch import user_errors
+    with user_errors(args.debug):
+        from mmvit_ext.analysis.inputs import parse_shape
+        check_args(args)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+        shape = parse_shape(args.shape)
+        results = []
+        for plain, hourglass in zip(args.configs[::2], args.configs[1::2]):
+            results.append(
+                report_pair(
+                    plain,
+                    hourglass,
+                    shape,
+                    part=args.part,
+                    repeat=args.repeat,
+                    warmup=args.warmup,
+                    images=args.images,
+                    checkpoint=args.checkpoint,
+                    cfg_options=args.cfg_options,
+                    hourglass_options=args.hourglass_options,
+                    seed=args.seed,
+                    log=log))
+        print(format_report(results))
+        if args.json:
+            os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
+            with open(args.json, 'w') as f:
+                json.dump(results, f, indent=2)
+                f.write('\n')
+            print(f'results written to {args.json}')
     return results
 
 

@@ -7,12 +7,14 @@
 
 Works for mmdet, mmseg and mmpretrain configs (each carries its own ``default_scope``) and for any config whose
 ``model`` is registered. CONFIG is a file or a host-repository config named as in ``_base_``, e.g.
-``mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py``; SyncBN and ``AmpOptimWrapper`` are made CPU-friendly on loading.
+``mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py``; its GPU-only settings (SyncBN, ``AmpOptimWrapper``) are rewritten
+for a CPU run as in the other tools.
 The input is a dummy batch of one ``3×H×W`` image; for ``--part model`` it goes through the model's data
 preprocessor and ``mode='tensor'`` forward (backbone + neck + heads, no post-processing), as the host repositories'
 ``get_flops.py`` do. Counting is MMEngine's ``FlopAnalyzer`` plus handles for
 ``scaled_dot_product_attention``, ``baddbmm``, broadcast ``matmul`` and ``cdist`` (see
-``mmvit_ext/utils/flops.py`` and ``docs/tools/get_flops.md``).
+``mmvit_ext/analysis/flops.py`` and ``docs/tools/get_flops.md``). Mistakes (a missing config, ``--part backbone``
+for a model without one) stop with one ``error:`` line (exit status 2); ``--debug`` shows the traceback.
 
 The number printed is in GMACs (multiply-accumulates), which is what papers call "FLOPs".
 """
@@ -57,10 +59,12 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    """Entry point; returns the :class:`~mmvit_ext.utils.flops.FlopsResult`."""
+    """Entry point; returns the :class:`~mmvit_ext.analysis.flops.FlopsResult`."""
     args = parse_args(argv)
-    from mmvit_ext.utils.flops import get_flops, parse_shape
-    try:
+    from mmvit_ext.utils.launch import user_errors
+    with user_errors(args.debug):
+        from mmvit_ext.analysis.flops import get_flops
+        from mmvit_ext.analysis.inputs import parse_shape
         shape = parse_shape(args.shape)
         result = get_flops(
             args.config,
@@ -70,12 +74,6 @@ def main(argv=None):
             device=args.device,
             ignore_ops=args.ignore_ops,
             table_depth=args.max_depth if args.show_table else 0)
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        if args.debug:
-            raise
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f'get_flops.py: error: {msg}', file=sys.stderr)
-        sys.exit(2)
     print(result.summary())
     if tuple(result.input_shape[-2:]) != shape:
         print(f'NOTE: the data preprocessor padded the {shape[0]}x{shape[1]} input to '

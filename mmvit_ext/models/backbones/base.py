@@ -33,12 +33,14 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmvit_ext.converters import get_converter, is_official_layout
 from mmvit_ext.converters._rules import strip_prefix, unwrap_state_dict
+from mmvit_ext.utils.checkpoint import StateDictMismatchError, load_state_dict_strict
 
 __all__ = ['BaseViTBackbone', 'PretrainedLoadError']
 
 
-class PretrainedLoadError(RuntimeError):
-    """A pretrained checkpoint does not fit the model: the keys that differ and how to fix it."""
+class PretrainedLoadError(StateDictMismatchError):
+    """A pretrained checkpoint does not fit the backbone: the keys that differ and how to fix it (nothing was
+    loaded)."""
 
 
 class BaseViTBackbone(BaseModule):
@@ -255,16 +257,17 @@ class BaseViTBackbone(BaseModule):
         self.load_state_dict_strict(state_dict, source=checkpoint)
 
     def load_state_dict_strict(self, state_dict: Dict[str, Any], source: str = 'the state dict') -> None:
-        """``load_state_dict`` that raises :class:`PretrainedLoadError` naming every mismatch and the fix."""
+        """Load every key with equal shapes, or nothing: :func:`mmvit_ext.utils.checkpoint.load_state_dict_strict`
+        with this backbone's fixes in the message.
+
+        Raises:
+            PretrainedLoadError: The missing, unexpected and shape-mismatched keys, and the likely fixes.
+        """
         hint = (f'Check that arch={self.arch_settings} matches the checkpoint; convert official weights with '
                 f'`python tools/model_converters/convert_checkpoint.py {self.converter or "<family>"} SRC DST`; '
                 f'for a whole detector/segmentor/classifier checkpoint set init_cfg prefix="backbone."')
         try:
-            missing, unexpected = self.load_state_dict(state_dict, strict=False)
-        except RuntimeError as e:  # size mismatches
-            raise PretrainedLoadError(f'{type(self).__name__}: cannot load {source}: {e}\n{hint}') from e
-        if missing or unexpected:
-            raise PretrainedLoadError(f'{type(self).__name__}: cannot load {source} strictly: '
-                                      f'{len(missing)} missing keys {sorted(missing)[:20]}, '
-                                      f'{len(unexpected)} unexpected keys {sorted(unexpected)[:20]}.\n{hint}')
+            load_state_dict_strict(self, state_dict, source=source, hint=hint)
+        except StateDictMismatchError as err:
+            raise PretrainedLoadError(str(err), err.missing, err.unexpected, err.mismatched) from None
         print_log(f'{type(self).__name__}: loaded {len(state_dict)} tensors from {source}', logger='current')

@@ -1,7 +1,9 @@
-"""Parameters and multiply-accumulates (MACs) of a model or its backbone, built from an OpenMMLab config.
+"""Parameters and multiply-accumulates (MACs) of a model or its backbone: MMEngine's ``FlopAnalyzer`` plus the
+operator handles it lacks.
 
-The counter is MMEngine's :class:`~mmengine.analysis.FlopAnalyzer` (a port of fvcore's JIT counter) with extra
-operator handles:
+The counter is MMEngine's :class:`~mmengine.analysis.FlopAnalyzer` (a port of fvcore's JIT counter), used as it
+is: its handles, its per-module table and its parameter count. This module adds only handles for what it does not
+count, or counts wrongly, in vision transformers:
 
 * ``aten::scaled_dot_product_attention``: MMEngine has no handle for it and *silently* skips it (it only logs
   "Unsupported operator"), so every model that uses the fused attention kernel would lose its attention cost.
@@ -9,9 +11,13 @@ operator handles:
 * ``aten::baddbmm``: the attention-with-mask path of ``nn.MultiheadAttention`` (``need_weights=True``) and
   relative-position-bias attention; counted like ``aten::bmm``.
 * ``aten::matmul``: MMEngine's handle takes the batch dimensions from the first operand only and so undercounts
-  ``(N, C) @ (B, C, M)``-style broadcasting; this one broadcasts both operands.
+  ``(N, C) @ (B, C, M)``-style broadcasting; this one broadcasts both operands (MMEngine's ``aten::mm`` handle,
+  always 2-D, is kept).
 * ``aten::cdist``: pairwise distances (token clustering); counted as ``B·P·R·M``, the cost of the
   ``|a|^2 + |b|^2 - 2ab`` matmul it is equivalent to.
+
+The ops FlopAnalyzer reports as unsupported are split into element-wise ones, not counted by convention, and the
+rest (``FlopsResult.uncounted_unknown``), which may matter.
 
 Unit: every number is a count of multiply-accumulates, which papers (and MMEngine) call "FLOPs". Element-wise
 ops (add, mul, activations such as GELU/Hardswish, softmax) are not counted, by the same convention. Norm layers
@@ -20,33 +26,28 @@ are counted as MMEngine does (LayerNorm/GroupNorm 5 per element, BatchNorm 1-2 p
 
 Whole models (``part='model'``) are counted as the host repositories' ``get_flops.py`` do: dummy images go
 through the model's ``data_preprocessor`` and then ``model(inputs, data_samples, mode='tensor')``
-(backbone + neck + head(s), no post-processing); backbones (``part='backbone'``) are fed a
-``(1, 3, H, W)`` tensor directly.
-
-Configs are local files or host-repository configs named as in ``_base_``, e.g.
-``'mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py'`` or ``'mmseg::swin/<file>.py'`` (:func:`resolve_config_path`).
-GPU-only pieces that do not change the network (SyncBN, ``AmpOptimWrapper``) are replaced on loading
-(:func:`make_analysis_friendly`), so host configs build on a CPU.
+(backbone + neck + head(s), no post-processing); backbones (``part='backbone'``) are fed a ``(1, 3, H, W)``
+tensor directly (:mod:`mmvit_ext.analysis.inputs`). Configs are local files or host-repository configs named as
+in ``_base_``, e.g. ``'mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py'``; their GPU-only settings are rewritten for
+the device (:func:`mmvit_ext.utils.launch.adapt_cfg_for_device`), so host configs build on a CPU.
 
 Example:
-    >>> from mmvit_ext.utils.flops import get_flops
+    >>> from mmvit_ext.analysis.flops import get_flops
     >>> res = get_flops('configs/p2t/xxx.py', shape=(224, 224), part='backbone')
     >>> print(res.summary())
 """
 import math
-import os
-import os.path as osp
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 
+from .inputs import build_model_from_cfg, load_analysis_config, prepare_model_and_inputs
+
 __all__ = [
-    'MACS_UNIT', 'EXTRA_FLOP_HANDLES', 'FlopsResult', 'TensorForward', 'count_flops', 'get_flops', 'load_config',
-    'resolve_config_path', 'make_analysis_friendly', 'build_model_from_cfg', 'prepare_model_and_inputs',
-    'resolve_device', 'format_count', 'parse_shape', 'sdpa_flop_jit', 'baddbmm_flop_jit', 'matmul_flop_jit',
-    'cdist_flop_jit'
+    'MACS_UNIT', 'EXTRA_FLOP_HANDLES', 'FlopsResult', 'count_flops', 'get_flops', 'format_count', 'sdpa_flop_jit',
+    'baddbmm_flop_jit', 'matmul_flop_jit', 'cdist_flop_jit'
 ]
 
 #: How the MAC count is labelled in every printout.
@@ -284,7 +285,6 @@ EXTRA_FLOP_HANDLES = {
     'aten::scaled_dot_product_attention': sdpa_flop_jit,
     'aten::baddbmm': baddbmm_flop_jit,
     'aten::matmul': matmul_flop_jit,
-    'aten::mm': matmul_flop_jit,
     'aten::cdist': cdist_flop_jit,
 }
 
@@ -425,288 +425,6 @@ def count_flops(model: nn.Module,
         table=table)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Configs, models and dummy inputs (shared with ``mmvit_ext.utils.benchmark``)
-# ---------------------------------------------------------------------------------------------------------------
-def parse_shape(shape: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    """``224`` or ``[224]`` -> ``(224, 224)``; ``[H, W]`` -> ``(H, W)``. Raises ``ValueError`` otherwise."""
-    if isinstance(shape, int):
-        shape = [shape]
-    shape = [int(s) for s in shape]
-    if len(shape) == 1:
-        shape = shape * 2
-    if len(shape) != 2 or min(shape) <= 0:
-        raise ValueError(f'--shape must be "H W" or a single size with positive values, got {shape}')
-    return shape[0], shape[1]
-
-
-def resolve_device(device: Optional[Union[str, torch.device]] = 'auto') -> torch.device:
-    """``'auto'``/``None`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if device is None or str(device) == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    device = torch.device(device)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError(f'device {device} was requested but CUDA is not available')
-    return device
-
-
-def resolve_config_path(config: str) -> str:
-    """The file behind ``config``: a local path, or a host-repository config ``'<pkg>::<dir>/<file>.py'``.
-
-    ``pkg::`` names are those MMEngine accepts in ``_base_`` (``mmdet``, ``mmseg``, ``mmpretrain``, ... and
-    ``mmvit_ext`` once imported); the file is ``<installed package>/.mim/configs/<dir>/<file>.py``, as for a
-    ``_base_``. Unlike ``mmengine.hub.get_config`` this never installs a missing package.
-
-    Args:
-        config (str): Path or ``pkg::path``.
-
-    Returns:
-        str: Path of an existing file.
-
-    Raises:
-        FileNotFoundError: If the file does not exist (for ``pkg::`` names: in the installed package).
-        ValueError: For a malformed ``pkg::`` name, an unknown package or one that is not installed.
-    """
-    if '::' not in config:
-        if not osp.isfile(config):
-            raise FileNotFoundError(f'Config file not found: {config}')
-        return config
-    import mmengine.utils as mmengine_utils
-    from mmengine.config.utils import MODULE2PACKAGE, _get_package_and_cfg_path
-
-    import mmvit_ext  # noqa: F401  (registers ``mmvit_ext::``)
-
-    scope = config.partition('::')[0]
-    if scope not in MODULE2PACKAGE:
-        raise ValueError(f'{config}: unknown package {scope!r} before "::"; known: {", ".join(sorted(MODULE2PACKAGE))}')
-    try:
-        package, rel_path = _get_package_and_cfg_path(config)
-    except ValueError as err:
-        raise ValueError(f'{config}: expected "<pkg>::<dir>/<file>.py", e.g. '
-                         f'"mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py" ({err})') from None
-    if not mmengine_utils.is_installed(package):
-        raise ValueError(f'{config}: package {package!r} is not installed')
-    configs_dir = osp.join(mmengine_utils.get_installed_path(package), '.mim', 'configs')
-    path = osp.join(configs_dir, rel_path)
-    if not osp.isfile(path):
-        folder = osp.join(configs_dir, osp.dirname(rel_path))
-        hint = ''
-        if osp.isdir(folder):
-            names = sorted(f for f in os.listdir(folder) if f.endswith('.py'))
-            hint = f'; {scope}::{osp.dirname(rel_path)}/ holds: ' + ', '.join(
-                names[:12]) + (', ...' if len(names) > 12 else '')
-        raise FileNotFoundError(f'Config file not found: {config} (looked for {path}){hint}')
-    return path
-
-
-def make_analysis_friendly(cfg) -> List[str]:
-    """Remove GPU/distributed-only pieces that do not change the analysed network; returns what was changed.
-
-    * SyncBN (``SyncBN``/``MMSyncBN``) in ``cfg.model`` becomes ``BN``: identical at inference and in a
-      single-process forward/backward, and it builds and runs without a process group or GPU
-      (:func:`build_model_from_cfg` also reverts any SyncBN module built anyway).
-    * ``optim_wrapper.type='AmpOptimWrapper'`` (which asserts a GPU when built) becomes ``OptimWrapper``.
-      The tools never build an optimizer and time the network in float32; this only keeps a reused config safe.
-    """
-    from mmvit_ext.utils.launch import replace_syncbn
-    changes = []
-    if cfg.get('model') is not None and replace_syncbn(cfg.model):
-        changes.append('SyncBN -> BN in model')
-    optim_wrapper = cfg.get('optim_wrapper')
-    if isinstance(optim_wrapper, dict) and optim_wrapper.get('type') == 'AmpOptimWrapper':
-        optim_wrapper['type'] = 'OptimWrapper'
-        for key in ('loss_scale', 'dtype', 'use_fsdp'):
-            optim_wrapper.pop(key, None)
-        changes.append('AmpOptimWrapper -> OptimWrapper')
-    return changes
-
-
-def load_config(config: str, cfg_options: Optional[dict] = None):
-    """Load an OpenMMLab config for analysis, after ``import mmvit_ext`` (which enables ``mmvit_ext::`` bases).
-
-    Args:
-        config (str): Path of the config file, or a host-repository config such as
-            ``'mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py'`` (see :func:`resolve_config_path`).
-        cfg_options (dict, optional): Overrides merged with ``Config.merge_from_dict``.
-
-    Returns:
-        mmengine.Config: The config, with GPU-only pieces made CPU-friendly (:func:`make_analysis_friendly`).
-
-    Raises:
-        FileNotFoundError: If ``config`` does not exist.
-        ValueError: For an unusable ``pkg::`` name.
-    """
-    from mmvit_ext.utils.launch import load_config as load_tool_config  # imports mmvit_ext (mmvit_ext:: bases)
-    cfg = load_tool_config(resolve_config_path(config), cfg_options)
-    make_analysis_friendly(cfg)
-    return cfg
-
-
-def build_model_from_cfg(cfg, part: str = 'model') -> nn.Module:
-    """Build ``cfg.model`` (``part='model'``) or ``cfg.model.backbone`` (``part='backbone'``) on the CPU.
-
-    The config's ``default_scope`` is made current first, so ``type='EncoderDecoder'`` resolves in mmseg and
-    ``type='mmvit_ext.P2T'`` in our registry. No weights are loaded (``init_weights`` is not called) and SyncBN
-    is reverted to BN.
-
-    Raises:
-        KeyError: If the config has no ``model`` (or no ``model.backbone`` for ``part='backbone'``).
-        ValueError: For an unknown ``part``.
-    """
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import MODELS, init_default_scope
-
-    if part not in ('model', 'backbone'):
-        raise ValueError(f"part must be 'model' or 'backbone', got {part!r}")
-    if cfg.get('model') is None:
-        raise KeyError(f'config {cfg.filename} has no `model` entry')
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
-    if part == 'backbone':
-        backbone = cfg.model.get('backbone') if hasattr(cfg.model, 'get') else None
-        if backbone is None:
-            raise KeyError(f'config {cfg.filename}: `model` ({cfg.model.get("type")}) has no `backbone` entry; '
-                           'use --part model')
-        model = MODELS.build(backbone)
-    else:
-        model = MODELS.build(cfg.model)
-    return revert_sync_batchnorm(model)
-
-
-def flatten_tensors(obj: Any) -> List[torch.Tensor]:
-    """All tensors in a nested tuple/list/dict (in order), for JIT-traceable outputs."""
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (list, tuple)):
-        return [t for o in obj for t in flatten_tensors(o)]
-    if isinstance(obj, dict):
-        return [t for o in obj.values() for t in flatten_tensors(o)]
-    return []
-
-
-def _is_mm_model(model: nn.Module) -> bool:
-    """True for MMEngine ``BaseModel`` subclasses (``forward(inputs, data_samples, mode)`` + data preprocessor)."""
-    from mmengine.model import BaseModel
-    return isinstance(model, BaseModel)
-
-
-class TensorForward(nn.Module):
-    """Adapter: ``forward(images) -> tuple of tensors`` for a backbone or a whole OpenMMLab model.
-
-    For an MMEngine ``BaseModel`` (detector, segmentor, classifier) it calls
-    ``model(images, data_samples, mode=mode)``, with ``images`` already through the data preprocessor and the
-    dummy ``data_samples`` held here (their metainfo is what two-stage detectors need). Any other module
-    (a backbone) is called as ``model(images)``.
-
-    Args:
-        model (nn.Module): The wrapped module (``self.model``).
-        data_samples (list, optional): Data samples passed to a ``BaseModel``.
-        mode (str): ``'tensor'`` (network only, returns flattened tensors; traceable) or ``'predict'``
-            (with post-processing; returns the model's output untouched; not traceable).
-    """
-
-    def __init__(self, model: nn.Module, data_samples: Optional[list] = None, mode: str = 'tensor'):
-        super().__init__()
-        if mode not in ('tensor', 'predict'):
-            raise ValueError(f"mode must be 'tensor' or 'predict', got {mode!r}")
-        self.model = model
-        self.data_samples = data_samples
-        self.mode = mode
-        self.is_mm_model = _is_mm_model(model)
-        if mode == 'predict' and not self.is_mm_model:
-            raise ValueError(f"mode='predict' needs an MMEngine BaseModel, got {type(model).__name__}")
-
-    def forward(self, images: torch.Tensor):
-        """Run the wrapped module; returns a tuple of tensors in ``'tensor'`` mode."""
-        if self.is_mm_model:
-            out = self.model(images, self.data_samples, mode=self.mode)
-        else:
-            out = self.model(images)
-        if self.mode == 'predict':
-            return out
-        tensors = flatten_tensors(out)
-        if not tensors:
-            raise RuntimeError(f'{type(self.model).__name__} returned no tensors ({type(out).__name__})')
-        return tuple(tensors)
-
-
-_DATA_SAMPLE_CLASSES = {
-    'mmdet': ('mmdet.structures', 'DetDataSample'),
-    'mmseg': ('mmseg.structures', 'SegDataSample'),
-    'mmpretrain': ('mmpretrain.structures', 'DataSample'),
-}
-
-
-def _make_data_samples(scope: str, n: int, hw: Tuple[int, int]) -> list:
-    """``n`` empty data samples of the scope's class with the metainfo detectors/segmentors read at test time."""
-    import importlib
-
-    from mmengine.structures import BaseDataElement
-
-    cls = BaseDataElement
-    if scope in _DATA_SAMPLE_CLASSES:
-        module, name = _DATA_SAMPLE_CLASSES[scope]
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except ImportError:
-            pass
-    h, w = hw
-    meta = dict(
-        img_shape=(h, w),
-        ori_shape=(h, w),
-        pad_shape=(h, w),
-        batch_input_shape=(h, w),
-        scale_factor=(1.0, 1.0),
-        flip=False,
-        flip_direction=None,
-        img_path=None)
-    return [cls(metainfo=dict(meta)) for _ in range(n)]
-
-
-def prepare_model_and_inputs(model: nn.Module,
-                             shape: Union[int, Sequence[int]],
-                             *,
-                             batch_size: int = 1,
-                             in_channels: int = 3,
-                             device: Optional[Union[str, torch.device]] = 'auto',
-                             scope: Optional[str] = None,
-                             mode: str = 'tensor',
-                             seed: int = 0) -> Tuple[TensorForward, torch.Tensor]:
-    """Move ``model`` to ``device``, wrap it in :class:`TensorForward` and make dummy inputs.
-
-    For a ``BaseModel``, ``batch_size`` random images of ``(in_channels, H, W)`` with values in [0, 255] go
-    through ``model.data_preprocessor(..., training=False)`` (normalisation, padding to its ``size_divisor``,
-    ``batch_input_shape`` metainfo), as in the host repositories' ``get_flops.py``. Otherwise the input is a
-    ``(batch_size, in_channels, H, W)`` standard-normal tensor.
-
-    Args:
-        model (nn.Module): Built model or backbone.
-        shape (int | Sequence[int]): ``H, W`` (or one size for a square).
-        batch_size (int): Images per batch.
-        in_channels (int): Image channels.
-        device (str | torch.device): ``'auto'`` = CUDA when available.
-        scope (str, optional): ``default_scope`` of the config; picks the data-sample class.
-        mode (str): See :class:`TensorForward`.
-        seed (int): Seed of the dummy images.
-
-    Returns:
-        tuple[TensorForward, Tensor]: The wrapped model (on ``device``) and its input tensor.
-    """
-    h, w = parse_shape(shape)
-    device = resolve_device(device)
-    model = model.to(device)
-    gen = torch.Generator().manual_seed(seed)
-    if _is_mm_model(model):
-        images = [torch.rand(in_channels, h, w, generator=gen) * 255 for _ in range(batch_size)]
-        samples = _make_data_samples(scope or '', batch_size, (h, w))
-        data = model.data_preprocessor(dict(inputs=images, data_samples=samples), False)
-        inputs, samples = data['inputs'], data.get('data_samples', samples)
-        if samples is None:
-            samples = _make_data_samples(scope or '', batch_size, tuple(inputs.shape[-2:]))
-        return TensorForward(model, samples, mode=mode), inputs
-    inputs = torch.randn(batch_size, in_channels, h, w, generator=gen).to(device)
-    return TensorForward(model, None, mode=mode), inputs
-
-
 def get_flops(config: str,
               shape: Union[int, Sequence[int]] = (224, 224),
               *,
@@ -720,7 +438,7 @@ def get_flops(config: str,
 
     Args:
         config (str): Config path (mmdet, mmseg, mmpretrain or any config whose ``model`` is registered), or a
-            host-repository config ``'mmseg::swin/...py'`` (see :func:`resolve_config_path`).
+            host-repository config ``'mmseg::swin/...py'`` (see :func:`mmvit_ext.utils.launch.resolve_config_path`).
         shape (int | Sequence[int]): Input ``H, W``.
         part (str): ``'model'`` (data preprocessor + ``mode='tensor'`` forward) or ``'backbone'``.
         cfg_options (dict, optional): Config overrides.
@@ -733,7 +451,7 @@ def get_flops(config: str,
     Returns:
         FlopsResult: The counts, with ``config`` and ``part`` set.
     """
-    cfg = load_config(config, cfg_options)
+    cfg = load_analysis_config(config, cfg_options, device)
     torch.manual_seed(seed)
     model = build_model_from_cfg(cfg, part)
     model.eval()

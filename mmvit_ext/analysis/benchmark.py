@@ -12,18 +12,25 @@ What is measured (see also ``docs/tools/benchmark.md``):
   - ``mode='train'``: ``model.train()``; forward (``mode='tensor'``, so no loss computation or target
     assignment) plus ``backward()`` of a surrogate loss, the sum of the means of all outputs. No optimizer step;
     the ``zero_grad(set_to_none=True)`` before each run is not timed.
+  - ``compile=True``: the timed callable is ``torch.compile``'d; the first warm-up round compiles it, so at least
+    one warm-up round is required.
 
-  CUDA is synchronised before and after every timed run (only on CUDA). With several configs the timed runs are
-  interleaved in one process (round ``r`` runs A, B, C, ... once each, and so on ``repeat`` times), so a slow
-  phase of a shared machine hits all configs alike; ratios against the first config are reported.
+  :func:`time_interleaved` is the one timing loop of the analysis tools (``tools/analysis_tools/benchmark.py`` and
+  ``expedite_report.py``). With several cases the timed runs are interleaved in one process (round ``r`` runs A,
+  B, C, ... once each, and so on ``repeat`` times), so a slow phase of a shared machine hits all cases alike;
+  ratios against the first config are reported. Each run's wall-clock time and process CPU time are recorded,
+  with the device synchronised before and after the run (only on CUDA). NOTE: ``torch.utils.benchmark.Timer``
+  does not fit this loop: its ``timeit(n)`` runs at least two untimed executions before every measurement and
+  ``blocked_autorange`` times one statement in blocks, so neither can time one run per case per round.
 * **Throughput**: ``batch_size / median latency`` images/s.
 * **Peak memory**, measured for each config in a fresh child process (``multiprocessing`` spawn) that builds the
   model and runs one warm-up plus ``memory_iters`` runs of the same work: on CUDA
   ``torch.cuda.max_memory_allocated()`` (weights + activations + workspace); on CPU the growth of the peak
   resident set size (``VmHWM`` in ``/proc/self/status``, reset through ``/proc/self/clear_refs`` after the
-  imports) over the resident size before the model was built.
-* **Params** and **FLOPs**: :func:`mmvit_ext.utils.flops.count_flops` on one image (MACs per image, the papers'
-  "FLOPs"), with the model in eval mode.
+  imports) over the resident size before the model was built. With ``compile=True`` it includes what compiling
+  takes.
+* **Params** and **FLOPs**: :func:`mmvit_ext.analysis.flops.count_flops` on one image (MACs per image, the
+  papers' "FLOPs"), with the uncompiled model in eval mode.
 """
 import gc
 import json
@@ -33,17 +40,18 @@ import os.path as osp
 import statistics
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .flops import (MACS_UNIT, build_model_from_cfg, count_flops, load_config, parse_shape, prepare_model_and_inputs,
-                    resolve_config_path, resolve_device)
+from mmvit_ext.utils.launch import UserError, check_compiler, resolve_config_path, resolve_device
+from .flops import MACS_UNIT, count_flops
+from .inputs import build_model_from_cfg, load_analysis_config, parse_shape, prepare_model_and_inputs
 
 __all__ = [
-    'BenchmarkSpec', 'JSON_KEYS', 'describe_timed_work', 'build_benchmark', 'time_interleaved', 'measure_peak_memory',
-    'run_benchmark', 'format_results', 'write_json', 'read_proc_status_kb'
+    'BenchmarkSpec', 'JSON_KEYS', 'TimedCase', 'Timings', 'describe_timed_work', 'build_benchmark', 'time_interleaved',
+    'measure_peak_memory', 'run_benchmark', 'format_results', 'write_json', 'read_proc_status_kb'
 ]
 
 #: Keys every JSON record has (more may follow).
@@ -66,6 +74,7 @@ class BenchmarkSpec:
         threads (int, optional): ``torch.set_num_threads`` value; ``None`` keeps torch's default.
         cfg_options (dict, optional): Config overrides.
         seed (int): Seed of the weights' initialisation and the dummy images.
+        compile (bool): ``torch.compile`` the timed callable (compiled by the first run).
     """
     config: str
     shape: Tuple[int, int]
@@ -77,43 +86,117 @@ class BenchmarkSpec:
     threads: Optional[int] = None
     cfg_options: Optional[dict] = None
     seed: int = 0
+    compile: bool = False
 
     def validate(self) -> None:
-        """Raise ``ValueError`` for inconsistent settings."""
+        """Raise :class:`~mmvit_ext.utils.launch.UserError` for inconsistent settings."""
         if self.mode not in ('infer', 'train'):
-            raise ValueError(f"mode must be 'infer' or 'train', got {self.mode!r}")
+            raise UserError(f"mode must be 'infer' or 'train', got {self.mode!r}")
         if self.part not in ('model', 'backbone'):
-            raise ValueError(f"part must be 'model' or 'backbone', got {self.part!r}")
+            raise UserError(f"part must be 'model' or 'backbone', got {self.part!r}")
         if self.forward not in ('tensor', 'predict'):
-            raise ValueError(f"forward must be 'tensor' or 'predict', got {self.forward!r}")
+            raise UserError(f"forward must be 'tensor' or 'predict', got {self.forward!r}")
         if self.forward == 'predict' and (self.mode != 'infer' or self.part != 'model'):
-            raise ValueError("forward='predict' needs mode='infer' and part='model'")
+            raise UserError("forward='predict' (--forward predict) needs mode='infer' and part='model'")
         if self.batch_size < 1:
-            raise ValueError(f'batch size must be >= 1, got {self.batch_size}')
+            raise UserError(f'batch size must be >= 1, got {self.batch_size}')
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f'threads must be >= 1, got {self.threads}')
+            raise UserError(f'threads must be >= 1, got {self.threads}')
 
 
-def describe_timed_work(mode: str, part: str, forward: str = 'tensor') -> str:
+def describe_timed_work(mode: str, part: str, forward: str = 'tensor', compiled: bool = False) -> str:
     """One sentence saying exactly what a timed run contains."""
     what = 'backbone forward' if part == 'backbone' else (
         "model forward in mode='predict' (network + post-processing)"
         if forward == 'predict' else "model forward in mode='tensor' (backbone + neck + heads, no post-processing)")
+    if compiled:
+        what = f'torch.compile({what}), compiled during the warm-up'
     if mode == 'infer':
         return f'infer: model.eval(), torch.no_grad(), {what}; data preprocessing done once, not timed'
     return (f'train: model.train(), {what} + backward() of a surrogate loss (sum of output means); '
             'no loss heads/target assignment, no optimizer step; zero_grad not timed')
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The timing loop
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class TimedCase:
+    """One case of :func:`time_interleaved`.
+
+    Args:
+        run (Callable[[int], Any]): The timed work; called with the round index (0-based, warm-up rounds
+            included), e.g. to pick that round's input.
+        prepare (Callable[[int], Any], optional): Untimed set-up before each run (``zero_grad``, resetting
+            counters), with the round index.
+        sync (Callable[[], Any], optional): Waits for queued device work; called before the clocks start and
+            before they stop (e.g. ``torch.cuda.synchronize``).
+    """
+    run: Callable[[int], Any]
+    prepare: Optional[Callable[[int], Any]] = None
+    sync: Optional[Callable[[], Any]] = None
+
+
+@dataclass
+class Timings:
+    """Seconds of the timed rounds of one case, in round order: wall-clock (``time.perf_counter``) and CPU time
+    of the whole process, all threads (``time.process_time``; it hardly depends on other processes' load)."""
+    wall: List[float] = field(default_factory=list)
+    cpu: List[float] = field(default_factory=list)
+
+
+def time_interleaved(cases: Sequence[TimedCase],
+                     repeat: int,
+                     warmup: int,
+                     *,
+                     after_round: Optional[Callable[[int, List[Timings]], Any]] = None) -> List[Timings]:
+    """The timing loop: ``warmup`` untimed rounds, then ``repeat`` timed rounds; every round runs A, B, C, ...
+    once each, in that order.
+
+    Args:
+        cases (Sequence[TimedCase]): The cases.
+        repeat (int): Timed rounds.
+        warmup (int): Untimed rounds before them (compilation, lazy initialisation, caches).
+        after_round (Callable, optional): Called after each timed round with the round index and the timings so
+            far (e.g. to read per-round counters or compare the outputs of that round).
+
+    Returns:
+        list[Timings]: One per case, ``repeat`` values each.
+
+    Raises:
+        UserError: If ``repeat < 1`` or ``warmup < 0``.
+    """
+    if repeat < 1 or warmup < 0:
+        raise UserError(f'need repeat >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}')
+    timings = [Timings() for _ in cases]
+    for r in range(warmup + repeat):
+        for case, acc in zip(cases, timings):
+            if case.prepare is not None:
+                case.prepare(r)
+            if case.sync is not None:
+                case.sync()
+            wall, cpu = time.perf_counter(), time.process_time()
+            case.run(r)
+            if case.sync is not None:
+                case.sync()
+            wall_end, cpu_end = time.perf_counter(), time.process_time()
+            if r >= warmup:
+                acc.wall.append(wall_end - wall)
+                acc.cpu.append(cpu_end - cpu)
+        if r >= warmup and after_round is not None:
+            after_round(r, timings)
+    return timings
+
+
 class _Case:
-    """A built model plus a callable that runs one timed unit of work."""
+    """A built model plus the unit of work that is timed."""
 
     def __init__(self, spec: BenchmarkSpec):
         spec.validate()
         self.spec = spec
         self.device = resolve_device(spec.device)
         torch.manual_seed(spec.seed)
-        self.cfg = load_config(spec.config, spec.cfg_options)
+        self.cfg = load_analysis_config(spec.config, spec.cfg_options, self.device)
         self.model = build_model_from_cfg(self.cfg, spec.part)
         self.model_type = type(self.model).__name__
         self.model.train(spec.mode == 'train')
@@ -125,40 +208,36 @@ class _Case:
             scope=self.cfg.get('default_scope'),
             mode=spec.forward,
             seed=spec.seed)
+        self.forward = torch.compile(self.wrapped) if spec.compile else self.wrapped
 
     def sync(self) -> None:
         """Wait for queued CUDA work (no-op on CPU)."""
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
 
-    def prepare(self) -> None:
+    def prepare(self, round_index: int = 0) -> None:
         """Untimed set-up before a run."""
         if self.spec.mode == 'train':
             self.wrapped.zero_grad(set_to_none=True)
 
-    def run(self) -> None:
+    def run(self, round_index: int = 0) -> None:
         """One timed unit: see :func:`describe_timed_work`."""
         if self.spec.mode == 'infer':
             with torch.no_grad():
-                self.wrapped(self.inputs)
+                self.forward(self.inputs)
             return
-        outs = self.wrapped(self.inputs)
+        outs = self.forward(self.inputs)
         losses = [o.float().mean() for o in outs if o.is_floating_point() and o.requires_grad]
         if not losses:
             raise RuntimeError(f'{self.spec.config}: no output requires grad; cannot time a backward pass')
         torch.stack(losses).sum().backward()
 
-    def timed_run(self) -> float:
-        """Run once; returns seconds, with CUDA synchronised around the run."""
-        self.prepare()
-        self.sync()
-        t0 = time.perf_counter()
-        self.run()
-        self.sync()
-        return time.perf_counter() - t0
+    def timed_case(self) -> TimedCase:
+        """This case for :func:`time_interleaved`."""
+        return TimedCase(run=self.run, prepare=self.prepare, sync=self.sync)
 
     def flops(self):
-        """:class:`~mmvit_ext.utils.flops.FlopsResult` for one image, counted in eval mode."""
+        """:class:`~mmvit_ext.analysis.flops.FlopsResult` for one image, counted in eval mode (not compiled)."""
         was_training = self.model.training
         self.model.eval()
         try:
@@ -170,31 +249,8 @@ class _Case:
 
 
 def build_benchmark(spec: BenchmarkSpec) -> _Case:
-    """Build the model and inputs of ``spec``; the result has ``timed_run()``, ``flops()``, ``inputs``."""
+    """Build the model and inputs of ``spec``; the result has ``timed_case()``, ``flops()``, ``inputs``."""
     return _Case(spec)
-
-
-def time_interleaved(runs: Sequence[Callable[[], float]], repeat: int, warmup: int) -> List[List[float]]:
-    """Interleave timed runs: ``warmup`` untimed rounds, then ``repeat`` rounds of A, B, C, ...
-
-    Args:
-        runs (Sequence[Callable[[], float]]): One callable per case; each runs once and returns seconds.
-        repeat (int): Timed rounds.
-        warmup (int): Untimed rounds before them.
-
-    Returns:
-        list[list[float]]: Seconds per case, ``repeat`` values each.
-    """
-    if repeat < 1:
-        raise ValueError(f'repeat must be >= 1, got {repeat}')
-    for _ in range(max(warmup, 0)):
-        for run in runs:
-            run()
-    times: List[List[float]] = [[] for _ in runs]
-    for _ in range(repeat):
-        for i, run in enumerate(runs):
-            times[i].append(run())
-    return times
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -228,7 +284,7 @@ def _memory_worker(spec: BenchmarkSpec, iters: int, conn) -> None:
         if spec.threads:
             torch.set_num_threads(spec.threads)
         device = resolve_device(spec.device)
-        load_config(spec.config, spec.cfg_options)  # imports (and custom_imports) happen before the baseline
+        load_analysis_config(spec.config, spec.cfg_options, device)  # imports (custom_imports) before the baseline
         if device.type == 'cuda':
             torch.cuda.init()
             torch.cuda.reset_peak_memory_stats(device)
@@ -240,14 +296,15 @@ def _memory_worker(spec: BenchmarkSpec, iters: int, conn) -> None:
             if not _reset_peak_rss():
                 base_rss = max(base_rss, read_proc_status_kb('VmHWM') or 0)
         case = _Case(spec)
-        for _ in range(1 + iters):
-            case.timed_run()
+        time_interleaved([case.timed_case()], repeat=max(iters, 1), warmup=1)
         if device.type == 'cuda':
             peak_mb = (torch.cuda.max_memory_allocated(device) - base) / 2**20
             kind = 'cuda max_memory_allocated'
         else:
             peak_mb = (read_proc_status_kb('VmHWM') - base_rss) / 1024
             kind = 'cpu peak RSS growth (VmHWM)'
+        if spec.compile:
+            kind += ', including torch.compile'
         conn.send(('ok', dict(peak_mem_mb=max(peak_mb, 0.0), peak_mem_kind=kind)))
     except BaseException:  # noqa: B902  (report anything to the parent)
         conn.send(('error', traceback.format_exc()))
@@ -310,6 +367,7 @@ def run_benchmark(configs: Sequence[str],
                   flops: bool = True,
                   memory: bool = True,
                   memory_iters: int = 2,
+                  compile: bool = False,
                   log: Optional[Callable[[str], None]] = print) -> List[Dict[str, Any]]:
     """Benchmark every config (see the module docstring for what is measured).
 
@@ -329,23 +387,33 @@ def run_benchmark(configs: Sequence[str],
         flops (bool): Count params/FLOPs (one JIT trace per config).
         memory (bool): Measure peak memory (one child process per config).
         memory_iters (int): Runs in the memory child after its warm-up run.
+        compile (bool): ``torch.compile`` each timed model; the warm-up (at least one round) compiles it.
         log (Callable, optional): Progress messages (``None`` = silent).
 
     Returns:
         list[dict]: One record per config with the keys of :data:`JSON_KEYS` and more: ``flops`` is MACs per
-        image (``None`` if not counted or the trace failed), ``peak_mem_mb`` is ``None`` if not measured.
+        image (``None`` if not counted or the trace failed), ``peak_mem_mb`` is ``None`` if not measured,
+        ``compiled`` says whether the timed model was compiled.
+
+    Raises:
+        UserError: For settings that do not fit together, a config that is not found, or ``compile=True`` with
+            no warm-up round (the compilation would be timed) or without a C++ compiler on CPU.
     """
     log = log or (lambda msg: None)
     if not configs:
-        raise ValueError('give at least one config')
+        raise UserError('give at least one config')
     if repeat < 1 or warmup < 0:
-        raise ValueError(f'need repeat >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}')
+        raise UserError(f'need repeat >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}')
+    if compile and warmup < 1:
+        raise UserError('--compile needs --warmup >= 1: the first run compiles the model, and it must not be timed')
     for config in configs:
         resolve_config_path(config)  # fail before building anything
     shape = parse_shape(shape)
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
+    if compile:
+        check_compiler(dev)
     specs = [
         BenchmarkSpec(
             config=c,
@@ -356,7 +424,8 @@ def run_benchmark(configs: Sequence[str],
             forward=forward,
             device=str(dev),
             threads=threads,
-            cfg_options=cfg_options) for c in configs
+            cfg_options=cfg_options,
+            compile=compile) for c in configs
     ]
     for spec in specs:
         spec.validate()
@@ -379,11 +448,12 @@ def run_benchmark(configs: Sequence[str],
             rec.update(params=sum(p.numel() for p in case.model.parameters()), flops=None)
         records.append(rec)
 
-    log(f'timing: {warmup} warm-up + {repeat} timed runs per config, interleaved over {len(cases)} config(s)')
-    times = time_interleaved([c.timed_run for c in cases], repeat=repeat, warmup=warmup)
+    log(f'timing: {warmup} warm-up + {repeat} timed runs per config, interleaved over {len(cases)} config(s)' +
+        (' (the first warm-up round compiles)' if compile else ''))
+    timings = time_interleaved([c.timed_case() for c in cases], repeat=repeat, warmup=warmup)
 
-    for rec, case, secs in zip(records, cases, times):
-        ms = [1e3 * s for s in secs]
+    for rec, timing in zip(records, timings):
+        ms = [1e3 * s for s in timing.wall]
         median = statistics.median(ms)
         rec.update(
             latency_ms_median=median,
@@ -413,7 +483,8 @@ def run_benchmark(configs: Sequence[str],
             part=part,
             mode=mode,
             forward=forward,
-            timed_work=describe_timed_work(mode, part, forward),
+            compiled=compile,
+            timed_work=describe_timed_work(mode, part, forward, compile),
             batch_size=batch_size,
             shape=list(shape),
             device=str(dev),
@@ -470,7 +541,8 @@ def format_results(records: Sequence[Dict[str, Any]]) -> str:
     head = [
         f"Benchmark  {r0['timed_work']}",
         f"input {r0['batch_size']}x3x{r0['shape'][0]}x{r0['shape'][1]} (batch x C x H x W), device {r0['device']} "
-        f"({r0['device_name']}), torch {r0['torch_version']}, {r0['threads']} CPU thread(s)",
+        f"({r0['device_name']}), torch {r0['torch_version']}, {r0['threads']} CPU thread(s), torch.compile "
+        f"{'on (compiled in the warm-up)' if r0.get('compiled') else 'off'}",
         f"{r0['warmup']} warm-up + {r0['repeat']} timed runs per config, interleaved (A B A B ...); "
         f'FLOPs = {MACS_UNIT} per image; peak memory: {r0.get("peak_mem_kind") or "not measured"}',
         '',

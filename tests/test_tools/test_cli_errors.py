@@ -1,0 +1,90 @@
+"""Every tool uses one error scheme (``error: <message>``, exit status 2, ``--debug`` for the traceback) and
+train/test take ``--compile`` as MMEngine's ``cfg.compile``. In-process, without training anything."""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _load_tool(rel_path):
+    spec = importlib.util.spec_from_file_location('_tool_' + osp.basename(rel_path)[:-3], osp.join(ROOT, rel_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Stop(Exception):
+    """Raised instead of building the Runner."""
+
+
+@pytest.fixture
+def captured_cfg(monkeypatch):
+    from mmengine.runner import Runner
+    seen = {}
+
+    def from_cfg(cfg):
+        seen['cfg'] = cfg
+        raise _Stop
+
+    monkeypatch.setattr(Runner, 'from_cfg', staticmethod(from_cfg))
+    return seen
+
+
+@pytest.fixture
+def plain_config(tmp_path):
+    path = tmp_path / 'plain.py'
+    path.write_text("model = dict(type='mmvit_ext.P2T', arch='tiny')\n"
+                    "optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))\n"
+                    "auto_scale_lr = dict(enable=False)\n")
+    return str(path)
+
+
+@pytest.mark.parametrize('tool_path', ['tools/train.py', 'tools/test.py'])
+def test_compile_flag_sets_cfg_compile(tool_path, plain_config, captured_cfg, tmp_path):
+    tool = _load_tool(tool_path)
+    ckpt = tmp_path / 'c.pth'
+    ckpt.write_bytes(b'')
+    extra = [str(ckpt)] if tool_path.endswith('test.py') else []
+    for flag, expected in (([], None), (['--compile'], True)):
+        with pytest.raises(_Stop):
+            tool.main([plain_config] + extra + ['--work-dir', str(tmp_path / 'w')] + flag)
+        assert captured_cfg['cfg'].get('compile') is expected
+
+
+def test_train_config_mistake_is_a_user_error(plain_config, captured_cfg, tmp_path, capsys):
+    tool = _load_tool('tools/train.py')
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([plain_config, '--auto-scale-lr', '--work-dir', str(tmp_path / 'w')])
+    assert exit_info.value.code == 2
+    assert 'error: --auto-scale-lr needs auto_scale_lr.base_batch_size' in capsys.readouterr().err
+
+
+def test_make_demo_data_errors(tmp_path, capsys):
+    from mmvit_ext.utils.launch import UserError
+    tool = _load_tool('tools/misc/make_demo_data.py')
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([str(tmp_path / 'd'), '--seed', '-1', '--datasets', 'imagenet'])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith('error: seed must be >= 0, got -1')
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+    with pytest.raises(SystemExit) as exit_info:  # a file where the output folder should be
+        tool.main([str(blocker / 'd'), '--num-train', '3', '--num-val', '3', '--datasets', 'imagenet'])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith('error: ')
+    with pytest.raises(Exception) as err:
+        tool.main([str(tmp_path / 'd'), '--seed', '-1', '--datasets', 'imagenet', '--debug'])
+    assert type(err.value).__name__ == UserError.__name__
+
+
+def test_analyze_logs_debug_reraises(tmp_path, capsys):
+    tool = _load_tool('tools/analysis_tools/analyze_logs.py')
+    log = tmp_path / 'scalars.json'
+    log.write_text(json.dumps(dict(iter=1, step=1, lr=0.1, loss=1.0, time=0.5)) + '\n')
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(['plot_curve', str(log), '--keys', 'mIoU', '--out', str(tmp_path / 'x.png')])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: ")
+    with pytest.raises(tool.LogError, match="no key 'mIoU'"):
+        tool.main(['plot_curve', str(log), '--keys', 'mIoU', '--out', str(tmp_path / 'x.png'), '--debug'])
