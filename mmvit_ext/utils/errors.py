@@ -13,7 +13,7 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator, List, Type
 
-__all__ = ['UserError', 'user_errors', 'DOCS_DATASETS', 'CONVERTER_CLI']
+__all__ = ['UserError', 'ConfigError', 'user_errors', 'DOCS_DATASETS', 'CONVERTER_CLI']
 
 DOCS_DATASETS = 'docs/dataset_prepare.md'
 CONVERTER_CLI = 'tools/model_converters/convert_checkpoint.py FAMILY SRC DST'
@@ -32,6 +32,15 @@ _OTHER_USER_ERRORS = (
 class UserError(Exception):
     """A mistake in a command line, a config or a file that a person can fix; the tools print it without a
     traceback."""
+
+
+class ConfigError(UserError, ValueError):
+    """A bad argument of a module (unknown ``arch``, out-of-range ``out_indices``, an input below the minimum size)
+    whose message names the fix: a ``ValueError`` for code that catches those, one line in the tools.
+
+    MMEngine's registry re-raises a build error as ``type(err)(f'class `X` in ...: {err}')``, so the class (and
+    the one-line treatment) survives nested builds.
+    """
 
 
 def _user_error_types() -> tuple:
@@ -55,7 +64,8 @@ def _registry_hint(message: str) -> str:
 def user_errors(debug: bool = False) -> Iterator[None]:
     """Print a person-fixable error as one message (exit status 2) instead of a traceback.
 
-    Covered: :class:`UserError`; refused (:class:`~mmvit_ext.utils.checkpoint.UnsafeCheckpointError`) or unfitting
+    Covered: :class:`UserError` (and :class:`ConfigError`: bad module arguments, inputs below a minimum size);
+    refused (:class:`~mmvit_ext.utils.checkpoint.UnsafeCheckpointError`) or unfitting
     (:class:`~mmvit_ext.utils.checkpoint.StateDictMismatchError`, including a backbone's strict
     ``init_cfg=Pretrained`` load) checkpoints; unsupported library versions
     (:class:`~mmvit_ext.utils.compat.IncompatibleVersionError`); unknown registry types; missing files and

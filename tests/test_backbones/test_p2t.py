@@ -123,6 +123,34 @@ def test_frozen_stages_zero_freezes_only_the_first_patch_embedding():
     assert not model.stages[0].downsample.training and model.stages[0].blocks.training
 
 
+def _assert_official_init(model):
+    q = model.stages[3].blocks[0].attn.q
+    assert q.bias.abs().max() == 0
+    # trunc_normal_(std=.02) with the official (absolute) bounds +-2, i.e. practically N(0, 0.02)
+    assert 0.018 < q.weight.std() < 0.022 and q.weight.mean().abs() < 0.002
+    ln = model.stages[3].blocks[0].norm1
+    assert torch.equal(ln.weight, torch.ones_like(ln.weight)) and ln.bias.abs().max() == 0
+
+
+@pytest.mark.parametrize(
+    'init_cfg', [None, [], dict(type='Constant', layer='Conv2d', val=0.)], ids=['none', 'empty', 'adds-an-entry'])
+def test_init_cfg_without_pretrained_keeps_the_official_init(init_cfg):
+    """``init_cfg=None`` (from scratch, as the missing-weights message suggests) or extra entries must not fall
+    back to PyTorch's defaults (q.weight std 0.083 at 384 channels instead of 0.02); added entries apply on top."""
+    model = P2T('tiny', init_cfg=init_cfg)
+    model.init_weights()
+    _assert_official_init(model)
+    conv = model.stages[0].downsample.proj
+    assert (conv.weight.abs().max() == 0) == isinstance(init_cfg, dict)
+    if isinstance(init_cfg, dict):
+        return  # zero convs: zero features
+    # features at initialisation in a sane range: unit-scale input, every stage output of order one
+    with torch.no_grad():
+        outs = model.eval()(torch.randn(2, 3, 96, 96))
+    for out in outs:
+        assert torch.isfinite(out).all() and 0.05 < out.std() < 20
+
+
 def test_default_init():
     model = P2T(SMALL_ARCH)
     model.init_weights()

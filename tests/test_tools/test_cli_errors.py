@@ -88,3 +88,37 @@ def test_analyze_logs_debug_reraises(tmp_path, capsys):
     assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: ")
     with pytest.raises(tool.LogError, match="no key 'mIoU'"):
         tool.main(['plot_curve', str(log), '--keys', 'mIoU', '--out', str(tmp_path / 'x.png'), '--debug'])
+
+
+@pytest.fixture
+def runner_builds_and_runs_model(monkeypatch):
+    """Runner.from_cfg replaced by what it does first: build the model (through the registry, nested in a host
+    model) and run a forward of a 32x32 image, below P2T's minimum size."""
+    import torch
+    from mmengine.registry import MODELS
+    from mmengine.runner import Runner
+
+    def from_cfg(cfg):
+        model = MODELS.build(dict(type='mmpretrain.ImageClassifier', backbone=cfg.model))
+        model.backbone(torch.zeros(1, 3, 32, 32))
+        raise _Stop
+
+    monkeypatch.setattr(Runner, 'from_cfg', staticmethod(from_cfg))
+
+
+@pytest.mark.parametrize('arch,expected', [("'tinyy'", "P2T: unknown arch 'tinyy'; choose one of"),
+                                           ("'tiny'", 'P2T needs inputs of at least 65x65 px, got 32x32')])
+def test_model_construction_and_input_errors_are_one_message(arch, expected, runner_builds_and_runs_model, tmp_path,
+                                                             capsys):
+    """A bad arch (raised while the host model builds its backbone) and a too-small input (raised in forward):
+    ``error: ...`` naming the fix, exit status 2, no traceback; ``--debug`` re-raises the ValueError."""
+    config = tmp_path / 'bad.py'
+    config.write_text(f"model = dict(type='mmvit_ext.P2T', arch={arch})\n")
+    tool = _load_tool('tools/train.py')
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([str(config), '--work-dir', str(tmp_path / 'w')])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.startswith('error: ') and expected in err and 'Traceback' not in err
+    with pytest.raises(ValueError, match=expected.split(';')[0].replace('(', r'\(')):
+        tool.main([str(config), '--work-dir', str(tmp_path / 'w'), '--debug'])

@@ -28,12 +28,14 @@ from typing import Any, ClassVar, Dict, FrozenSet, List, Optional, Sequence, Tup
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
+from mmengine.model.weight_init import initialize
 from mmengine.runner import CheckpointLoader
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmvit_ext.converters import get_converter, is_official_layout
 from mmvit_ext.converters._rules import strip_prefix, unwrap_state_dict
 from mmvit_ext.utils.checkpoint import StateDictMismatchError, load_state_dict_strict
+from mmvit_ext.utils.errors import ConfigError
 
 __all__ = ['BaseViTBackbone', 'PretrainedLoadError']
 
@@ -55,8 +57,9 @@ class BaseViTBackbone(BaseModule):
             stages (``requires_grad=False`` and eval mode), as in mmpretrain/mmdet.
         norm_eval (bool): Keep every BatchNorm in eval mode while training. Defaults to False.
         with_cp (bool): Activation checkpointing of every block (same outputs, less memory). Defaults to False.
-        init_cfg (dict | list[dict], optional): MMEngine init config. ``dict(type='Pretrained', checkpoint=...,
-            prefix=...)`` loads strictly through :meth:`load_pretrained`.
+        init_cfg (dict | list[dict], optional): MMEngine init config, applied after the family's own
+            initialisation (:attr:`default_init_cfg`, which ``init_cfg=None`` keeps). ``dict(type='Pretrained',
+            checkpoint=..., prefix=...)`` loads strictly through :meth:`load_pretrained` instead.
 
     Attributes:
         arch_settings (dict): The resolved arch.
@@ -73,6 +76,10 @@ class BaseViTBackbone(BaseModule):
     num_stages: ClassVar[int] = 4
     num_outputs: ClassVar[Optional[int]] = None  # None: one output per stage
     converter: ClassVar[Optional[str]] = None
+    #: The family's official initialisation (MMEngine init configs). :meth:`init_weights` always applies it, so
+    #: ``init_cfg=None`` or an ``init_cfg`` that only adds entries (applied after it) keeps it; a ``Pretrained``
+    #: entry replaces every weight instead.
+    default_init_cfg: ClassVar[Optional[List[dict]]] = None
     # Version of the state-dict layout, stored by ``state_dict()`` in its metadata; see ``upgrade_state_dict``.
     _version: ClassVar[int] = 1
 
@@ -91,7 +98,7 @@ class BaseViTBackbone(BaseModule):
         self.arch_settings = self.resolve_arch(arch)
         self.out_indices = self._normalize_out_indices(out_indices)
         if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= self.num_stages):
-            raise ValueError(f'frozen_stages must be an int in [-1, {self.num_stages}], got {frozen_stages!r}')
+            raise ConfigError(f'frozen_stages must be an int in [-1, {self.num_stages}], got {frozen_stages!r}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
@@ -102,21 +109,21 @@ class BaseViTBackbone(BaseModule):
         """Look up or validate an arch; returns a deep copy.
 
         Raises:
-            ValueError: Unknown name (the allowed names are listed), wrong keys, or per-stage lists whose length
-                is not ``num_stages``.
+            ConfigError: (a ``ValueError``) Unknown name (the allowed names are listed), wrong keys, or per-stage
+                lists whose length is not ``num_stages``.
         """
         if isinstance(arch, str):
             key = arch.lower()
             if key not in cls.arch_zoo:
-                raise ValueError(f'{cls.__name__}: unknown arch {arch!r}; choose one of {sorted(cls.arch_zoo)} '
-                                 f'or give a dict with the keys {sorted(cls.essential_keys)}')
+                raise ConfigError(f'{cls.__name__}: unknown arch {arch!r}; choose one of {sorted(cls.arch_zoo)} '
+                                  f'or give a dict with the keys {sorted(cls.essential_keys)}')
             arch = cls.arch_zoo[key]
         elif not isinstance(arch, dict):
-            raise ValueError(f'{cls.__name__}: arch must be a str or a dict, got {type(arch).__name__}')
+            raise ConfigError(f'{cls.__name__}: arch must be a str or a dict, got {type(arch).__name__}')
         elif set(arch) != cls.essential_keys:
             missing, extra = cls.essential_keys - set(arch), set(arch) - cls.essential_keys
-            raise ValueError(f'{cls.__name__}: a custom arch needs exactly the keys {sorted(cls.essential_keys)}; '
-                             f'missing {sorted(missing)}, unexpected {sorted(extra)}')
+            raise ConfigError(f'{cls.__name__}: a custom arch needs exactly the keys {sorted(cls.essential_keys)}; '
+                              f'missing {sorted(missing)}, unexpected {sorted(extra)}')
         arch = copy.deepcopy(dict(arch))
         cls.validate_arch(arch)
         return arch
@@ -128,13 +135,13 @@ class BaseViTBackbone(BaseModule):
         The default checks that every value under ``per_stage_keys`` is a list of ``num_stages`` entries.
 
         Raises:
-            ValueError: Naming the key, the expected length and the value.
+            ConfigError: (a ``ValueError``) Naming the key, the expected length and the value.
         """
         for key in sorted(cls.per_stage_keys):
             value = arch[key]
             if not isinstance(value, (list, tuple)) or len(value) != cls.num_stages:
-                raise ValueError(f'{cls.__name__}: arch[{key!r}] must be a list with one entry per stage '
-                                 f'({cls.num_stages}), got {value!r}')
+                raise ConfigError(f'{cls.__name__}: arch[{key!r}] must be a list with one entry per stage '
+                                  f'({cls.num_stages}), got {value!r}')
 
     @classmethod
     def _num_outputs(cls) -> int:
@@ -144,16 +151,16 @@ class BaseViTBackbone(BaseModule):
         if isinstance(out_indices, int):
             out_indices = [out_indices]
         if not isinstance(out_indices, (list, tuple)) or not out_indices:
-            raise ValueError(f'out_indices must be an int or a non-empty sequence of ints, got {out_indices!r}')
+            raise ConfigError(f'out_indices must be an int or a non-empty sequence of ints, got {out_indices!r}')
         n = self._num_outputs()
         allowed = range(-n, n)
         bad = [i for i in out_indices if not isinstance(i, int) or i not in allowed]
         if bad:
-            raise ValueError(f'out_indices {list(out_indices)}: {bad} out of range; allowed are '
-                             f'{list(allowed)} ({n} outputs)')
+            raise ConfigError(f'out_indices {list(out_indices)}: {bad} out of range; allowed are '
+                              f'{list(allowed)} ({n} outputs)')
         normalized = sorted(i % n for i in out_indices)
         if len(set(normalized)) != len(normalized):
-            raise ValueError(f'out_indices {list(out_indices)} name the same output twice')
+            raise ConfigError(f'out_indices {list(out_indices)} name the same output twice')
         return tuple(normalized)
 
     @property
@@ -207,23 +214,26 @@ class BaseViTBackbone(BaseModule):
 
     # ------------------------------------------------------------------ pretrained weights
     def init_weights(self) -> None:
-        """Apply ``init_cfg``; a ``Pretrained`` entry loads strictly with :meth:`load_pretrained`.
+        """Apply :attr:`default_init_cfg`, then ``init_cfg``; a ``Pretrained`` entry loads strictly with
+        :meth:`load_pretrained` instead.
 
         A strict load sets every parameter and buffer, so other entries next to ``Pretrained`` are skipped.
         """
         cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
         pretrained = [c for c in cfgs if isinstance(c, dict) and c.get('type') == 'Pretrained']
         if not pretrained:
+            if self.default_init_cfg and not self._is_init:
+                initialize(self, copy.deepcopy(self.default_init_cfg))
             super().init_weights()
             return
         if len(pretrained) > 1:
-            raise ValueError(f'init_cfg holds {len(pretrained)} Pretrained entries; give one')
+            raise ConfigError(f'init_cfg holds {len(pretrained)} Pretrained entries; give one')
         cfg = dict(pretrained[0])
         cfg.pop('type')
         unsupported = set(cfg) - {'checkpoint', 'prefix', 'map_location'}
         if unsupported:
-            raise ValueError(f'unsupported Pretrained init_cfg keys {sorted(unsupported)}; allowed: checkpoint, '
-                             f'prefix, map_location (loading is always strict)')
+            raise ConfigError(f'unsupported Pretrained init_cfg keys {sorted(unsupported)}; allowed: checkpoint, '
+                              f'prefix, map_location (loading is always strict)')
         self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'), map_location=cfg.get('map_location', 'cpu'))
         self._is_init = True
 

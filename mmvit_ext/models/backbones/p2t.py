@@ -25,6 +25,7 @@ from mmcv.cnn.bricks import DropPath
 from torch import Tensor
 
 from mmvit_ext.registry import MODELS
+from mmvit_ext.utils.errors import ConfigError
 from ..layers import (ConvFFN, PatchEmbed, PyramidPoolSR, ReducedKVAttention, drop_path_schedule, maybe_checkpoint,
                       nlc_to_nchw)
 from .base import BaseViTBackbone
@@ -162,9 +163,10 @@ class P2T(BaseViTBackbone):
         frozen_stages (int): -1 none, 0 the first patch embedding, k the first k stages. Defaults to -1.
         norm_eval (bool): BatchNorms in eval mode while training (P2T has none). Defaults to False.
         with_cp (bool): Activation checkpointing per block. Defaults to False.
-        init_cfg (dict | list[dict], optional): Defaults to the official init (Linear trunc-normal std 0.02,
-            LayerNorm 1/0, convs PyTorch default); ``dict(type='Pretrained', checkpoint=...)`` loads official
-            or converted weights strictly.
+        init_cfg (dict | list[dict], optional): Entries applied after the official init (``default_init_cfg``:
+            Linear trunc-normal std 0.02, LayerNorm 1/0, convs PyTorch default), which ``None`` keeps;
+            ``dict(type='Pretrained', checkpoint=...)`` loads official or converted weights strictly instead.
+            Defaults to None.
 
     Examples:
         >>> import torch
@@ -189,6 +191,10 @@ class P2T(BaseViTBackbone):
     essential_keys = frozenset({'embed_dims', 'depths', 'num_heads', 'mlp_ratios'})
     per_stage_keys = essential_keys
     converter = 'p2t'
+    default_init_cfg = [
+        dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
+        dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
+    ]
     patch_sizes = (4, 2, 2, 2)
     default_pool_ratios = ((12, 16, 20, 24), (6, 8, 10, 12), (3, 4, 5, 6), (1, 2, 3, 4))
 
@@ -207,10 +213,7 @@ class P2T(BaseViTBackbone):
         frozen_stages: int = -1,
         norm_eval: bool = False,
         with_cp: bool = False,
-        init_cfg: Optional[Union[dict, list]] = [
-            dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
-            dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
-        ]
+        init_cfg: Optional[Union[dict, list]] = None,
     ) -> None:
         super().__init__(
             arch,
@@ -220,7 +223,7 @@ class P2T(BaseViTBackbone):
             with_cp=with_cp,
             init_cfg=init_cfg)
         if len(pool_ratios) != self.num_stages:
-            raise ValueError(f'pool_ratios needs one list per stage ({self.num_stages}), got {pool_ratios!r}')
+            raise ConfigError(f'pool_ratios needs one list per stage ({self.num_stages}), got {pool_ratios!r}')
         arch = self.arch_settings
         self.feature_channels = tuple(arch['embed_dims'])
         strides, stride = [], 1
@@ -276,7 +279,7 @@ class P2T(BaseViTBackbone):
         """
         height, width = int(x.shape[-2]), int(x.shape[-1])
         if min(height, width) < self.min_input_size:
-            raise ValueError(
+            raise ConfigError(
                 f'P2T needs inputs of at least {self.min_input_size}x{self.min_input_size} px, got {height}x{width}: '
                 'smaller maps leave an empty pyramid-pooling grid in the last stage. Resize or pad the input '
                 '(e.g. a Resize or Pad transform in the pipeline).')

@@ -13,6 +13,8 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from torch import Tensor
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
+from mmvit_ext.utils.errors import ConfigError
+
 __all__ = ['ConvFFN']
 
 _ORDERS = (('conv', 'act', 'norm'), ('conv', 'norm', 'act'))
@@ -124,12 +126,12 @@ class ConvFFN(nn.Module):
         super().__init__()
         order = tuple(order)
         if order not in _ORDERS:
-            raise ValueError(f'order must be one of {_ORDERS}, got {order!r}')
+            raise ConfigError(f'order must be one of {_ORDERS}, got {order!r}')
         unknown = set(norm_after) - set(_CONVS)
         if unknown:
-            raise ValueError(f'norm_after takes names from {_CONVS}, got {sorted(unknown)}')
+            raise ConfigError(f'norm_after takes names from {_CONVS}, got {sorted(unknown)}')
         if recompute_act and norm_cfg is not None:
-            raise ValueError('recompute_act needs norm_cfg=None: a recomputed norm would update its statistics twice')
+            raise ConfigError('recompute_act needs norm_cfg=None: a recomputed norm would update its statistics twice')
         self.fc1 = nn.Conv2d(embed_dims, hidden_dims, kernel_size=1)
         self.conv = nn.Conv2d(hidden_dims, hidden_dims, kernel_size=3, padding=1, groups=hidden_dims)
         self.fc2 = nn.Conv2d(hidden_dims, embed_dims, kernel_size=1)

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmvit_ext.utils.errors import ConfigError
+
 
 class Neighbourhood(NamedTuple):
     """The token-cluster pairs that clustering scores, grouped in tiles of the cluster grid.
@@ -159,7 +161,7 @@ class TokenClustering(nn.Module):
         assert iters >= 0, f'iters must be >= 0, got {iters}'
         assert tau > 0, f'tau must be > 0, got {tau}'
         if labels not in ('global', 'local'):
-            raise ValueError(f"labels must be 'global' or 'local', got {labels!r}")
+            raise ConfigError(f"labels must be 'global' or 'local', got {labels!r}")
         self.cluster_shape = cluster_shape
         self.window = window
         self.iters = iters
@@ -281,7 +283,7 @@ class TokenReconstruction(nn.Module):
         assert k != 0, 'k must be positive, or negative for no top-k masking'
         assert tau > 0, f'tau must be > 0, got {tau}'
         if normalize not in ('l2', 'sum'):
-            raise ValueError(f"normalize must be 'l2' or 'sum', got {normalize!r}")
+            raise ConfigError(f"normalize must be 'l2' or 'sum', got {normalize!r}")
         self.k = k
         self.tau = tau
         self.normalize = normalize

@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmvit_ext.utils.errors import ConfigError
 from .attention import sdpa
 from .pos_bias import RelativePositionBias
 from .utils import to_2tuple
@@ -90,7 +91,7 @@ def window_pads(hw_shape: Tuple[int, int], window_size: WindowSize, *, position:
     ``pad // 2`` before and the rest after (HRFormer, CSWin).
     """
     if position not in PAD_POSITIONS:
-        raise ValueError(f'pad position {position!r}: choose one of {PAD_POSITIONS}')
+        raise ConfigError(f'pad position {position!r}: choose one of {PAD_POSITIONS}')
     H, W = hw_shape
     wh, ww = to_2tuple(window_size)
     pad_h, pad_w = (wh - H % wh) % wh, (ww - W % ww) % ww
@@ -297,7 +298,7 @@ class WindowMSA(nn.Module):
         super().__init__()
         assert embed_dims % num_heads == 0, f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}'
         if pad_position not in PAD_POSITIONS:
-            raise ValueError(f'pad_position {pad_position!r}: choose one of {PAD_POSITIONS}')
+            raise ConfigError(f'pad_position {pad_position!r}: choose one of {PAD_POSITIONS}')
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.window_size = to_2tuple(window_size)
