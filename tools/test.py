@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Evaluate a checkpoint with an mmdet / mmseg / mmpretrain / mmvit_ext config.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir DIR] [--compile]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir DIR] [--tta] [--compile]
     bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCS [args...]
 
 The checkpoint must fit the model exactly: a mismatch stops with the missing/unexpected keys instead of
@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mmvit_ext.utils.launch import (DictAction, UserError, adapt_cfg_for_device, check_dataset_paths,
                                     load_checkpoint_strict, load_config, setup_compile, setup_cpu_distributed,
-                                    user_errors)
+                                    setup_tta, user_errors)
 
 
 def parse_args(argv=None):
@@ -28,6 +28,10 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='the directory to save the evaluation metrics')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file (mmengine DumpResults)')
     parser.add_argument('--show-dir', help='save painted predictions under WORK_DIR/TIMESTAMP/SHOW_DIR')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help="test-time augmentation: the config's tta_model around its model, tta_pipeline as test pipeline")
     parser.add_argument('--wait-time', type=float, default=0, help='interval of --show in seconds')
     parser.add_argument(
         '--compile',
@@ -75,6 +79,8 @@ def main(argv=None):
         cfg.launcher = args.launcher
         if not osp.isfile(args.checkpoint):
             raise UserError(f'checkpoint {args.checkpoint!r} does not exist')
+        if args.tta:
+            setup_tta(cfg)
         if args.show_dir:
             _enable_visualization(cfg, args.show_dir, args.wait_time)
         if args.compile:

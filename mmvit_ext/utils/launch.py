@@ -11,7 +11,7 @@ import shutil
 import sys
 from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple, Union
 
-from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the tools)
+from mmengine.config import Config, ConfigDict, DictAction  # noqa: F401  (DictAction re-exported for the tools)
 
 from .errors import CONVERTER_CLI, DOCS_DATASETS, UserError, user_errors
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     'UserError', 'user_errors', 'resolve_config_path', 'load_config', 'check_dataset_paths', 'check_pretrained_paths',
     'replace_syncbn', 'resolve_device', 'adapt_cfg_for_device', 'setup_amp', 'check_compiler', 'setup_compile',
-    'setup_cpu_distributed', 'load_checkpoint_strict'
+    'setup_tta', 'setup_cpu_distributed', 'load_checkpoint_strict'
 ]
 
 
@@ -328,12 +328,37 @@ def setup_compile(cfg: Config) -> None:
     cfg.compile = cfg.get('compile') or True
 
 
+def setup_tta(cfg: Config) -> None:
+    """``--tta``: test with the config's ``tta_model`` wrapping its ``model`` and its ``tta_pipeline`` as the test
+    pipeline, as the host tools (mmdet, mmseg, mmpretrain ``tools/test.py --tta``) rewrite it.
+
+    The pipeline is set on the innermost test dataset (inside ``RepeatDataset``-style wrappers); mmdet's
+    ``batch_shapes_cfg`` (fixed batch shapes) is switched off, as mmdet does, since the augmented views differ in
+    size.
+
+    Raises:
+        UserError: The config lacks ``tta_model`` or ``tta_pipeline`` (both are named).
+    """
+    missing = [key for key in ('tta_model', 'tta_pipeline') if not cfg.get(key)]
+    if missing:
+        raise UserError(f'--tta needs {" and ".join(missing)} in the config: tta_model wraps the model (e.g. '
+                        "dict(type='SegTTAModel'), mmseg's default_runtime has it) and tta_pipeline is the test "
+                        'pipeline with a TestTimeAug transform; see the Semantic FPN configs of configs/p2t')
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    dataset = cfg.test_dataloader.dataset
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    if 'batch_shapes_cfg' in dataset:
+        dataset.batch_shapes_cfg = None
+    dataset.pipeline = cfg.tta_pipeline
+
+
 def load_checkpoint_strict(model, checkpoint: str, what: str = 'the model', map_location='cpu') -> dict:
     """Load ``checkpoint`` into ``model`` with every key used, through
-    :func:`mmvit_ext.utils.checkpoint.load_state_dict_strict`; a DDP wrapper and ``module.`` prefixes are stripped.
+    :func:`mmvit_ext.utils.checkpoint.load_state_dict_strict`; DDP/TTA wrappers and ``module.`` prefixes are stripped.
 
     Args:
-        model (nn.Module): The model, possibly wrapped (``model.module``).
+        model (nn.Module): The model, possibly wrapped (``model.module``: DDP, a TTA model, or both).
         checkpoint (str): Path or URL.
         what (str): What the checkpoint must fit, for the message. Defaults to ``'the model'``.
         map_location: As for ``torch.load``. Defaults to ``'cpu'``.
@@ -353,8 +378,10 @@ def load_checkpoint_strict(model, checkpoint: str, what: str = 'the model', map_
     if not isinstance(state_dict, dict):
         raise UserError(f'checkpoint {checkpoint!r} holds a {type(state_dict).__name__}, not a state dict')
     state_dict = {(k[7:] if k.startswith('module.') else k): v for k, v in state_dict.items()}
+    while hasattr(model, 'module'):  # DDP and test-time-augmentation wrappers
+        model = model.module
     load_state_dict_strict(
-        getattr(model, 'module', model),
+        model,
         state_dict,
         source=f'checkpoint {checkpoint!r}',
         hint=(f'It must be a checkpoint of {what}: check that it was trained with this config. Official '

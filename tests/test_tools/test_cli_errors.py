@@ -95,11 +95,12 @@ def runner_builds_and_runs_model(monkeypatch):
     """Runner.from_cfg replaced by what it does first: build the model (through the registry, nested in a host
     model) and run a forward of a 32x32 image, below P2T's minimum size."""
     import torch
-    from mmengine.registry import MODELS
+    from mmengine.registry import MODELS, DefaultScope
     from mmengine.runner import Runner
 
     def from_cfg(cfg):
-        model = MODELS.build(dict(type='mmpretrain.ImageClassifier', backbone=cfg.model))
+        with DefaultScope.overwrite_default_scope('mmpretrain'):  # whatever scope an earlier test left current
+            model = MODELS.build(dict(type='mmpretrain.ImageClassifier', backbone=cfg.model))
         model.backbone(torch.zeros(1, 3, 32, 32))
         raise _Stop
 
@@ -122,3 +123,29 @@ def test_model_construction_and_input_errors_are_one_message(arch, expected, run
     assert err.startswith('error: ') and expected in err and 'Traceback' not in err
     with pytest.raises(ValueError, match=expected.split(';')[0].replace('(', r'\(')):
         tool.main([str(config), '--work-dir', str(tmp_path / 'w'), '--debug'])
+
+
+def test_tta_flag_wraps_the_model_and_sets_the_innermost_test_pipeline(captured_cfg, tmp_path, capsys):
+    """--tta as the host tools rewrite the config (mmdet's batch_shapes_cfg off, dataset wrappers descended)."""
+    config = tmp_path / 'tta.py'
+    config.write_text("model = dict(type='mmvit_ext.P2T', arch='tiny')\n"
+                      "tta_model = dict(type='DetTTAModel', tta_cfg=dict(max_per_img=10))\n"
+                      "tta_pipeline = [dict(type='LoadImageFromFile'), dict(type='TestTimeAug', transforms=[])]\n"
+                      "test_dataloader = dict(dataset=dict(type='RepeatDataset', times=2, dataset=dict(\n"
+                      "    type='CocoDataset', batch_shapes_cfg=dict(size=640), pipeline=[dict(type='Resize')])))\n")
+    ckpt = tmp_path / 'c.pth'
+    ckpt.write_bytes(b'')
+    tool = _load_tool('tools/test.py')
+    with pytest.raises(_Stop):
+        tool.main([str(config), str(ckpt), '--work-dir', str(tmp_path / 'w'), '--tta'])
+    cfg = captured_cfg['cfg']
+    assert cfg.model.type == 'DetTTAModel' and cfg.model.tta_cfg == dict(max_per_img=10)
+    assert cfg.model.module == dict(type='mmvit_ext.P2T', arch='tiny')
+    inner = cfg.test_dataloader.dataset.dataset
+    assert inner.pipeline == cfg.tta_pipeline and inner.batch_shapes_cfg is None
+    assert cfg.test_dataloader.dataset.get('pipeline') is None
+    config.write_text("model = dict(type='mmvit_ext.P2T', arch='tiny')\ntest_dataloader = dict(dataset=dict())\n")
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([str(config), str(ckpt), '--work-dir', str(tmp_path / 'w'), '--tta'])
+    assert exit_info.value.code == 2
+    assert 'error: --tta needs tta_model and tta_pipeline in the config' in capsys.readouterr().err

@@ -109,6 +109,23 @@ def test_test_tool_reports_miou_and_dumps_predictions(trained, downstream):
 
 
 @pytest.mark.slow
+def test_test_tool_tta_evaluates_the_augmented_views(trained, downstream):
+    """--tta: the demo config's tta_pipeline (3 scales x flip) through mmseg's SegTTAModel, the checkpoint loaded
+    strictly into the wrapped segmentor."""
+    out = run_tool([
+        PY,
+        osp.join(ROOT, 'tools/test.py'), 'demo_small.py',
+        str(trained / 'iter_4.pth'), '--work-dir',
+        str(trained / 'eval_tta'), '--tta'
+    ], downstream)
+    miou = re.search(r'Test results: .*mIoU: ([0-9.]+)', out.stdout)
+    assert miou and 0.0 <= float(miou.group(1)) <= 100.0, out.stdout[-2000:]
+    log = next((trained / 'eval_tta').glob('*/*.log')).read_text()
+    model_cfg = re.search(r'\nmodel = dict\((.*?)\n(?=\S)', log, re.S).group(1)  # the dumped config's model
+    assert "module=dict(" in model_cfg and "type='SegTTAModel'" in model_cfg, model_cfg[:500]
+
+
+@pytest.mark.slow
 def test_resume_continues_from_the_checkpoint(trained, downstream):
     """--resume CKPT from iter 2 trains iterations 3-4 only, with the optimizer state restored (AdamW's step
     count reaches 4, not 2), through the weights_only-safe loader."""

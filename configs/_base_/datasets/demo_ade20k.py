@@ -50,3 +50,16 @@ val_dataloader = dict(
         reduce_zero_label=True,
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
+
+# `tools/test.py --tta`: three scales x horizontal flip (mmseg's ADE20K base has six scales of 2048x512)
+img_ratios = [0.75, 1.0, 1.25]
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='TestTimeAug',
+        transforms=[[dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios],
+                    [
+                        dict(type='RandomFlip', prob=0., direction='horizontal'),
+                        dict(type='RandomFlip', prob=1., direction='horizontal')
+                    ], [dict(type='LoadAnnotations', reduce_zero_label=True)], [dict(type='PackSegInputs')]])
+]
