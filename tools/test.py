@@ -63,13 +63,30 @@ def _enable_visualization(cfg, show_dir, wait_time):
         name = 'visualization'
         hooks[name] = dict(type=VISUALIZATION_HOOKS[cfg.default_scope])
     hook, scope = hooks[name], cfg.get('default_scope')
-    if scope == 'mmpretrain':  # VisualizationHook(enable, out_dir): out_dir is relative to the work dir
+    if scope == 'mmpretrain':  # VisualizationHook(enable, out_dir); out_dir is resolved once the Runner exists
         hook.update(enable=True, show=False, out_dir=show_dir)
-    elif scope == 'mmseg':  # SegVisualizationHook draws every `interval`-th batch through the visualizer's save_dir
+    elif scope == 'mmseg':  # SegVisualizationHook draws every `interval`-th batch through the visualizer's backends
         hook.update(draw=True, show=False, wait_time=wait_time, interval=1)
-        cfg.visualizer['save_dir'] = show_dir
     else:  # mmdet: DetVisualizationHook(test_out_dir) under WORK_DIR/TIMESTAMP
         hook.update(draw=True, show=False, wait_time=wait_time, test_out_dir=show_dir)
+
+
+def _resolve_show_dir(runner, show_dir):
+    """Painted images go to ``WORK_DIR/TIMESTAMP/SHOW_DIR`` (an absolute ``SHOW_DIR`` as is) for every host, as
+    mmdet's hook does by itself; mmpretrain's hook and mmseg's visualizer would take a relative path from the cwd."""
+    target = osp.join(runner.log_dir, show_dir)
+    scope = runner.cfg.get('default_scope')
+    if scope == 'mmpretrain':
+        for hook in runner.hooks:
+            if type(hook).__name__ == 'VisualizationHook':
+                hook.out_dir = target
+    elif scope == 'mmseg':
+        from mmengine.visualization import LocalVisBackend
+
+        # the visualizer's local backend saves under its image folder, initialised when the Runner dumped the config
+        for backend in getattr(runner.visualizer, '_vis_backends', {}).values():
+            if isinstance(backend, LocalVisBackend):
+                backend._img_save_dir = target
 
 
 def main(argv=None):
@@ -93,6 +110,8 @@ def main(argv=None):
         from mmengine.registry import RUNNERS
         from mmengine.runner import Runner
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        if args.show_dir:
+            _resolve_show_dir(runner, args.show_dir)
         load_checkpoint_strict(runner.model, args.checkpoint, what=f'the model of {args.config}')
         runner._has_loaded = True  # Runner.test() would otherwise re-load load_from non-strictly
         if cfg.get('compile'):

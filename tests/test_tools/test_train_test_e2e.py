@@ -109,6 +109,20 @@ def test_test_tool_reports_miou_and_dumps_predictions(trained, downstream):
 
 
 @pytest.mark.slow
+def test_relative_show_dir_lands_under_the_work_dir_timestamp(trained, downstream):
+    """--show-dir vis_rel: WORK_DIR/TIMESTAMP/vis_rel as the help says, not the cwd (mmseg's visualizer)."""
+    run_tool([
+        PY,
+        osp.join(ROOT, 'tools/test.py'), 'demo_small.py',
+        str(trained / 'iter_4.pth'), '--work-dir',
+        str(trained / 'eval_rel'), '--show-dir', 'vis_rel'
+    ], downstream)
+    assert not (downstream / 'vis_rel').exists()
+    painted = list((trained / 'eval_rel').glob('*/vis_rel/*.png'))
+    assert len(painted) == 4, list((trained / 'eval_rel').rglob('*.png'))
+
+
+@pytest.mark.slow
 def test_test_tool_tta_evaluates_the_augmented_views(trained, downstream):
     """--tta: the demo config's tta_pipeline (3 scales x flip) through mmseg's SegTTAModel, the checkpoint loaded
     strictly into the wrapped segmentor."""
