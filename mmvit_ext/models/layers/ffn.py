@@ -27,6 +27,13 @@ _CONVS = ('fc1', 'conv', 'fc2')
 # cache. Measured on P2T-T, 8x224², 1 thread: see docs/models/p2t.md.
 INFERENCE_CHUNK_ELEMENTS = 2**21
 
+
+def _eager_no_grad() -> bool:
+    """Autograd off and not traced or scripted: the inference-only shortcuts (in-place activations,
+    micro-batches) are safe."""
+    return not (torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting())
+
+
 _INPLACE_FNS = {nn.ReLU: F.relu, nn.Hardswish: F.hardswish, nn.SiLU: F.silu}
 
 # With ``recompute_act`` the outputs of these ops are kept for backward; the activations (and views) between them
@@ -156,7 +163,7 @@ class ConvFFN(nn.Module):
     @staticmethod
     def _act(act: nn.Module, x: Tensor) -> Tensor:
         """``act(x)``; in inference in place, as ``x`` is always a fresh conv/norm output of this FFN."""
-        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        if not _eager_no_grad():
             return act(x)
         if type(act) is nn.GELU:
             return torch.ops.aten.gelu_(x, approximate=act.approximate)
@@ -187,7 +194,7 @@ class ConvFFN(nn.Module):
         x = x.view(B, H, W, C)
         if self.recompute_act and torch.is_grad_enabled():
             x = checkpoint(self._forward, x, use_reentrant=False, context_fn=_recompute_activations_context)
-        elif self.training or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        elif self.training or not _eager_no_grad():
             x = self._forward(x)
         else:
             # inference: micro-batches whose hidden map stays small (every op is per sample in eval mode)
