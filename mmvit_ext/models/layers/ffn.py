@@ -20,8 +20,6 @@ __all__ = ['ConvFFN']
 _ORDERS = (('conv', 'act', 'norm'), ('conv', 'norm', 'act'))
 _CONVS = ('fc1', 'conv', 'fc2')
 
-# Activations with an in-place functional form, used in inference (see the ConvFFN note); GELU goes through
-# ``aten.gelu_``. Others (e.g. mmcv's Swish) always run out of place.
 # CPU inference runs the FFN in micro-batches whose hidden map has at most this many elements (8 MB in fp32): a
 # large fresh buffer costs page faults on every call (glibc maps and unmaps it), small ones are reused and stay in
 # cache. Measured on P2T-T, 8x224², 1 thread: see docs/models/p2t.md.
@@ -34,6 +32,8 @@ def _eager_no_grad() -> bool:
     return not (torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting())
 
 
+# Activations with an in-place functional form, used in inference (see the ConvFFN note); GELU goes through
+# ``aten.gelu_``. Others (e.g. mmcv's Swish) always run out of place.
 _INPLACE_FNS = {nn.ReLU: F.relu, nn.Hardswish: F.hardswish, nn.SiLU: F.silu}
 
 # With ``recompute_act`` the outputs of these ops are kept for backward; the activations (and views) between them
