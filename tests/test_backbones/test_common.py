@@ -165,6 +165,22 @@ def test_backward_reaches_every_parameter(name):
     assert not no_grad, f'parameters without gradient: {no_grad}'
 
 
+@pytest.mark.parametrize('name', BACKBONES)
+def test_gradients_have_their_parameters_strides(name):
+    """DistributedDataParallel copies each gradient into a bucket view with its parameter's strides and warns
+    ("Grad strides do not match bucket view strides") when the two differ in any dimension, size-1 ones included;
+    autograd keeps whatever strides the op's backward produced (a depthwise kernel's gradient from a channels-last
+    input is channels-last). Every gradient must match its parameter exactly."""
+    model = build(name).train()
+    outs = model(torch.randn(2, 3, 64, 64))
+    sum(o.sum() for o in outs).backward()
+    mismatched = {
+        n: (tuple(p.shape), p.stride(), p.grad.stride())
+        for n, p in model.named_parameters() if p.grad is not None and p.grad.stride() != p.stride()
+    }
+    assert not mismatched, f'(shape, parameter strides, gradient strides): {mismatched}'
+
+
 def _count_saved_tensors(model, x):
     """Outputs of ``model(x)`` and how many tensors autograd saved for backward outside checkpointed regions."""
     count = 0

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmvit_ext.models.backbones.base import BaseViTBackbone
-from mmvit_ext.models.layers import ConvFFN, PatchEmbed, WindowMSA, maybe_checkpoint, nlc_to_nchw
+from mmvit_ext.models.layers import ConvFFN, PatchEmbed, WindowMSA, channels_last_kernel_, maybe_checkpoint, nlc_to_nchw
 
 
 class ToyConvBlock(nn.Module):
@@ -125,10 +125,13 @@ class ToyBranches(BaseViTBackbone):
         self.stem = PatchEmbed(3, c0, kernel_size=7, stride=4)
         stage0, stage1 = nn.Module(), nn.Module()
         stage0.branches = nn.ModuleList([ToyWindowBlock(c0, w0)])
-        stage1.transition = nn.Sequential(nn.Conv2d(c0, c1, 3, stride=2, padding=1), nn.BatchNorm2d(c1))
+        # convs on channels-last maps get channels-last kernels (see channels_last_kernel_)
+        stage1.transition = nn.Sequential(
+            channels_last_kernel_(nn.Conv2d(c0, c1, 3, stride=2, padding=1)), nn.BatchNorm2d(c1))
         stage1.branches = nn.ModuleList([ToyWindowBlock(c0, w0), ToyWindowBlock(c1, w1)])
-        stage1.up = nn.Sequential(nn.Conv2d(c1, c0, 1), nn.BatchNorm2d(c0))
-        stage1.down = nn.Sequential(nn.Conv2d(c0, c1, 3, stride=2, padding=1), nn.BatchNorm2d(c1))
+        stage1.up = nn.Sequential(channels_last_kernel_(nn.Conv2d(c1, c0, 1)), nn.BatchNorm2d(c0))
+        stage1.down = nn.Sequential(
+            channels_last_kernel_(nn.Conv2d(c0, c1, 3, stride=2, padding=1)), nn.BatchNorm2d(c1))
         self.stages = nn.ModuleList([stage0, stage1])
         self._freeze_stages()
 

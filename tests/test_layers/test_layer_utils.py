@@ -1,8 +1,13 @@
 """Layout helpers, to_ntuple, the drop-path schedule and maybe_checkpoint."""
+import copy
+
 import pytest
 import torch
+import torch.nn as nn
+from mmengine.model import trunc_normal_init
 
-from mmvit_ext.models.layers import drop_path_schedule, maybe_checkpoint, nchw_to_nlc, nlc_to_nchw, to_ntuple
+from mmvit_ext.models.layers import (channels_last_kernel_, drop_path_schedule, maybe_checkpoint, nchw_to_nlc,
+                                     nlc_to_nchw, to_ntuple)
 
 
 def test_nlc_nchw_round_trip_and_views():
@@ -48,3 +53,23 @@ def test_maybe_checkpoint_same_values_and_grads():
         results.append((out.detach(), x.grad.clone(), layer[0].weight.grad.clone()))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize('groups,kernel', [(8, 3), (1, 1), (1, 3)])
+def test_channels_last_kernel_matches_the_gradient_and_keeps_its_strides(groups, kernel):
+    torch.manual_seed(0)
+    plain = nn.Conv2d(8, 8, kernel, padding=kernel // 2, groups=groups)
+    conv = channels_last_kernel_(copy.deepcopy(plain))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and torch.equal(conv.weight, plain.weight)
+    strides = conv.weight.stride()
+    x = torch.randn(2, 5, 6, 8).permute(0, 3, 1, 2)  # a channels-last view, as the token maps are
+    conv(x).square().sum().backward()
+    plain(x).square().sum().backward()
+    assert conv.weight.grad.stride() == strides, 'the gradient must come back with the kernel strides (DDP)'
+    torch.testing.assert_close(conv.weight.grad, plain.weight.grad)
+    # what the runners do with a model afterwards keeps the layout
+    trunc_normal_init(conv, std=0.02)
+    conv.load_state_dict(plain.state_dict())
+    assert torch.equal(conv.weight, plain.weight)
+    for moved in (conv.to(torch.float64), copy.deepcopy(conv)):
+        assert moved.weight.stride() == strides

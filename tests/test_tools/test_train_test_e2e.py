@@ -164,10 +164,12 @@ def test_resume_continues_from_the_checkpoint(trained, downstream):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU (gloo) path')
 def test_dist_train_two_cpu_processes_stay_in_sync(downstream):
     work = downstream / 'work_dist'
-    run_tool(['bash', osp.join(ROOT, 'tools/dist_train.sh'), 'demo_small.py', '2', '--work-dir',
-              str(work)],
-             downstream,
-             env_extra=dict(PORT='29517'))
+    out = run_tool(['bash', osp.join(ROOT, 'tools/dist_train.sh'), 'demo_small.py', '2', '--work-dir',
+                    str(work)],
+                   downstream,
+                   env_extra=dict(PORT='29517'))
+    # every gradient has its parameter's strides, so DDP's bucket views take them as they are
+    assert 'Grad strides do not match bucket view strides' not in out.stderr + out.stdout
     r0 = torch.load(work / 'rank0.pth', weights_only=False)
     r1 = torch.load(work / 'rank1.pth', weights_only=False)
     assert r0['world'] == r1['world'] == 2 and r0['backend'] == 'gloo'

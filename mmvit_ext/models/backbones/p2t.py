@@ -26,8 +26,8 @@ from torch import Tensor
 
 from mmvit_ext.registry import MODELS
 from mmvit_ext.utils.errors import ConfigError
-from ..layers import (ConvFFN, PatchEmbed, PyramidPoolSR, ReducedKVAttention, drop_path_schedule, maybe_checkpoint,
-                      nlc_to_nchw)
+from ..layers import (ConvFFN, PatchEmbed, PyramidPoolSR, ReducedKVAttention, channels_last_kernel_, drop_path_schedule,
+                      maybe_checkpoint, nlc_to_nchw)
 from .base import BaseViTBackbone
 
 __all__ = ['P2T', 'P2TBlock', 'P2TStage']
@@ -122,8 +122,10 @@ class P2TStage(nn.Module):
             kernel_size=2 * patch_size - 1,
             stride=patch_size,
             norm_cfg=dict(type='LN', eps=1e-5))
+        # channels-last kernels: their gradients (from the channels-last pooled maps) have the same strides (DDP)
         self.pool_convs = nn.ModuleList(
-            nn.Conv2d(embed_dims, embed_dims, kernel_size=3, padding=1, groups=embed_dims) for _ in pool_ratios)
+            channels_last_kernel_(nn.Conv2d(embed_dims, embed_dims, kernel_size=3, padding=1, groups=embed_dims))
+            for _ in pool_ratios)
         self.blocks = nn.ModuleList(
             P2TBlock(embed_dims, pool_ratios=pool_ratios, drop_path_rate=rate, **block_kwargs)
             for rate in drop_path_rates)

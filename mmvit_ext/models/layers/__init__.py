@@ -6,7 +6,8 @@ from .ffn import ConvFFN
 from .pos_bias import (RelativePositionBias, relative_position_bias, relative_position_index, resize_query_key_bias,
                        resize_rel_pos_table)
 from .token_ops import TokenClustering, TokenReconstruction
-from .utils import drop_path_schedule, maybe_checkpoint, nchw_to_nlc, nlc_to_nchw, to_2tuple, to_ntuple
+from .utils import (channels_last_kernel_, drop_path_schedule, maybe_checkpoint, nchw_to_nlc, nlc_to_nchw, to_2tuple,
+                    to_ntuple)
 from .window import (WindowMSA, crop_padding, pad_to_window, padding_key_mask, shift_window_mask, window_attention,
                      window_pads, window_partition, window_reverse)
 
@@ -14,7 +15,7 @@ __all__ = [
     'sdpa', 'use_fused_attn', 'fused_attn_enabled', 'ReducedKVAttention', 'ConvSR', 'AvgPoolSR', 'PyramidPoolSR',
     'pyramid_pool_sizes', 'adaptive_avg_pool2d', 'PatchEmbed', 'ConvFFN', 'TokenClustering', 'TokenReconstruction',
     'nlc_to_nchw', 'nchw_to_nlc', 'to_ntuple', 'to_2tuple', 'drop_path_schedule', 'maybe_checkpoint',
-    'RelativePositionBias', 'relative_position_bias', 'relative_position_index', 'resize_rel_pos_table',
-    'resize_query_key_bias', 'WindowMSA', 'window_attention', 'window_partition', 'window_reverse', 'window_pads',
-    'pad_to_window', 'crop_padding', 'padding_key_mask', 'shift_window_mask'
+    'channels_last_kernel_', 'RelativePositionBias', 'relative_position_bias', 'relative_position_index',
+    'resize_rel_pos_table', 'resize_query_key_bias', 'WindowMSA', 'window_attention', 'window_partition',
+    'window_reverse', 'window_pads', 'pad_to_window', 'crop_padding', 'padding_key_mask', 'shift_window_mask'
 ]

@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from mmvit_ext.utils.errors import ConfigError
+from .utils import channels_last_kernel_
 
 __all__ = ['ConvFFN']
 
@@ -140,7 +141,9 @@ class ConvFFN(nn.Module):
         if recompute_act and norm_cfg is not None:
             raise ConfigError('recompute_act needs norm_cfg=None: a recomputed norm would update its statistics twice')
         self.fc1 = nn.Conv2d(embed_dims, hidden_dims, kernel_size=1)
-        self.conv = nn.Conv2d(hidden_dims, hidden_dims, kernel_size=3, padding=1, groups=hidden_dims)
+        # channels-last kernel: its gradient (from the channels-last hidden map) has the same strides (DDP)
+        self.conv = channels_last_kernel_(
+            nn.Conv2d(hidden_dims, hidden_dims, kernel_size=3, padding=1, groups=hidden_dims))
         self.fc2 = nn.Conv2d(hidden_dims, embed_dims, kernel_size=1)
         self.act1 = build_activation_layer(act_cfg) if fc1_act else None
         self.act2 = build_activation_layer(act_cfg)

@@ -9,10 +9,14 @@ import itertools
 from typing import Any, Callable, List, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ['nlc_to_nchw', 'nchw_to_nlc', 'to_ntuple', 'to_2tuple', 'drop_path_schedule', 'maybe_checkpoint']
+__all__ = [
+    'nlc_to_nchw', 'nchw_to_nlc', 'to_ntuple', 'to_2tuple', 'drop_path_schedule', 'maybe_checkpoint',
+    'channels_last_kernel_'
+]
 
 
 def nlc_to_nchw(x: Tensor, hw_shape: Tuple[int, int]) -> Tensor:
@@ -101,3 +105,20 @@ def maybe_checkpoint(module: Callable[..., Any], *args: Any, enabled: bool, **kw
     if enabled and torch.is_grad_enabled():
         return checkpoint(module, *args, use_reentrant=False, **kwargs)
     return module(*args, **kwargs)
+
+
+def channels_last_kernel_(conv: nn.Conv2d) -> nn.Conv2d:
+    """Give ``conv``'s kernel channels-last strides, in place, and return ``conv``. For convs that read
+    channels-last maps (the token views of this package).
+
+    Their kernel's gradient comes back channels-last. Where the two layouts differ in memory (a full 3x3 kernel),
+    autograd copies the gradient into the parameter's layout on every step. Where they coincide in memory and
+    differ only in the stride of a size-1 dimension (a depthwise kernel ``(C, 1, 3, 3)``: ``(9, 1, 3, 1)`` against
+    ``(9, 9, 3, 1)``; a 1x1 kernel), autograd keeps the gradient as it is and DistributedDataParallel's exact
+    stride check warns "Grad strides do not match bucket view strides". A channels-last kernel avoids both;
+    ``Module.to``, ``load_state_dict`` and the in-place initialisers keep its strides.
+    """
+    weight = conv.weight
+    kernel = torch.empty_like(weight, memory_format=torch.channels_last).copy_(weight.detach())
+    conv.weight = nn.Parameter(kernel, requires_grad=weight.requires_grad)
+    return conv
