@@ -1,5 +1,6 @@
 # mmvit_ext — the commands of the README (each sets up .venv first if needed):
-#   make demo       train the demo model with tools/train.py, evaluate it with tools/test.py
+#   make demo       train the demo model with tools/train.py, evaluate it with tools/test.py, print its mIoU
+#                   next to a trivial baseline's (tools/misc/demo_report.py)
 #   make test       run the whole test suite (what CI runs, after make lint)
 #   make test-fast  the unit tests only: skips the `integration` tests (see tests/conftest.py)
 #   make lint       check formatting (yapf, isort) and flake8 without changing files
@@ -22,12 +23,14 @@ setup:
 	@bash tools/setup_env.sh
 
 $(DEMO_DATA)/.done: tools/misc/make_demo_data.py mmvit_ext/datasets/demo_data.py | setup
+	rm -rf $(DEMO_DATA)
 	$(PY) tools/misc/make_demo_data.py $(DEMO_DATA)
 	@touch $@
 
 demo: setup $(DEMO_DATA)/.done
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK)
 	$(PY) tools/test.py $(DEMO_CONFIG) $$(cat $(DEMO_WORK)/last_checkpoint) --work-dir $(DEMO_WORK)
+	$(PY) tools/misc/demo_report.py $(DEMO_CONFIG) $(DEMO_WORK)
 
 test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)

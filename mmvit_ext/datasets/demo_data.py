@@ -1,8 +1,11 @@
 """Small synthetic data sets in the real COCO, ADE20K and ImageNet formats.
 
-Every image shows coloured shapes (``circle``, ``square``, ``triangle``; one saturated hue per class, with
-per-instance jitter and shading) on a low-saturation textured background. The files are laid out exactly as the
-host libraries expect the real data sets, so the same configs and tools work on both:
+Every image shows shapes (``circle``, ``square``, ``triangle``) of varying number and size on a low-saturation
+textured background. The outline and the fill texture decide the class (circles plain, squares striped, triangles
+dotted; random orientation, period and contrast); every instance gets its own random saturated colour, whatever
+its class, so a model must learn shapes and textures, not colours (a colour-only classifier stays at chance, see
+``tests/test_datasets/test_demo_data.py``). The files are laid out exactly as the host libraries expect the real
+data sets, so the same configs and tools work on both:
 
 .. code-block:: none
 
@@ -29,11 +32,12 @@ Example:
     >>> from mmvit_ext.datasets import make_demo_data
     >>> summary = make_demo_data('data/demo', seed=0)  # doctest: +SKIP
 """
+import colorsys
 import json
 import os
 import os.path as osp
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -41,7 +45,7 @@ DEMO_CLASSES: Tuple[str, ...] = ('circle', 'square', 'triangle')
 """Class names of every demo data set (COCO category ids are 1..K, ADE labels 1..K, ImageNet labels 0..K-1)."""
 
 DEMO_PALETTE: Tuple[Tuple[int, int, int], ...] = ((220, 40, 40), (40, 180, 60), (40, 80, 220))
-"""Base RGB colour of each class, also used as the visualisation palette in the configs."""
+"""Visualisation palette of the classes in the configs (the images themselves colour instances at random)."""
 
 DATASETS: Tuple[str, ...] = ('coco', 'ade', 'imagenet')
 
@@ -130,14 +134,37 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return (level + tint + luminance + chroma + stripes[..., None] + grain).astype(np.float32)
 
 
+def _instance_colour(rng: np.random.Generator) -> np.ndarray:
+    """A random saturated RGB colour (float32, 0..255), drawn independently of the instance's class."""
+    hue, saturation, value = rng.uniform(0.0, 1.0), rng.uniform(0.45, 0.95), rng.uniform(0.4, 0.95)
+    return 255.0 * np.asarray(colorsys.hsv_to_rgb(hue, saturation, value), np.float32)
+
+
+def _class_texture(rng: np.random.Generator, label: int, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """The luminance pattern of a class at pixels ``(yy, xx)``: none (circle), stripes (square) or a dot grid
+    (triangle), each at a random orientation, period and contrast, so the pattern's kind, not its parameters,
+    goes with the class."""
+    if label == 0:
+        return np.zeros(xx.shape, np.float32)
+    theta, period = rng.uniform(0, np.pi), rng.uniform(5.0, 9.0)
+    u = (xx * np.cos(theta) + yy * np.sin(theta)) * (2 * np.pi / period) + rng.uniform(0, 2 * np.pi)
+    if label == 1:
+        pattern = np.sin(u)
+    else:
+        v = (yy * np.cos(theta) - xx * np.sin(theta)) * (2 * np.pi / period) + rng.uniform(0, 2 * np.pi)
+        pattern = 2.0 * np.sin(u) * np.sin(v)
+    return (rng.uniform(30.0, 45.0) * pattern).astype(np.float32)
+
+
 def _paint_shape(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, label: int) -> None:
-    """Fill ``mask`` in ``image`` (in place) with the jittered, shaded class colour."""
+    """Fill ``mask`` in ``image`` (in place) with a random shaded colour (which says nothing of the class) and the
+    class's texture."""
     height, width = mask.shape
-    colour = np.asarray(DEMO_PALETTE[label], np.float32) + rng.uniform(-30.0, 30.0, size=3)
+    colour = _instance_colour(rng)
     yy, xx = np.nonzero(mask)
     direction = rng.uniform(0, 2 * np.pi)
     proj = (xx * np.cos(direction) + yy * np.sin(direction)) / max(height, width)
-    shading = rng.uniform(15.0, 35.0) * (proj - proj.mean())
+    shading = rng.uniform(15.0, 35.0) * (proj - proj.mean()) + _class_texture(rng, label, xx, yy)
     grain = rng.normal(0.0, 6.0, size=(yy.size, 3))
     image[yy, xx] = colour + shading[:, None] + grain
 
@@ -238,8 +265,8 @@ def make_coco(
     num_train: int = 64,
     num_val: int = 24,
     size: int = 160,
-    num_shapes: Tuple[int, int] = (1, 4),
-    radius_range: Tuple[float, float] = (0.12, 0.24)
+    num_shapes: Tuple[int, int] = (1, 6),
+    radius_range: Tuple[float, float] = (0.07, 0.24)
 ) -> Dict[str, int]:
     """Write a COCO-format instance segmentation set to ``out_dir`` (usually ``<root>/coco``).
 
@@ -249,9 +276,9 @@ def make_coco(
         num_train (int): Images in ``train2017``. Defaults to 64.
         num_val (int): Images in ``val2017``. Defaults to 24.
         size (int): Side of the square images in pixels. Defaults to 160.
-        num_shapes (tuple[int, int]): Inclusive range of shapes per image. Defaults to ``(1, 4)``.
+        num_shapes (tuple[int, int]): Inclusive range of shapes per image. Defaults to ``(1, 6)``.
         radius_range (tuple[float, float]): Shape radius as a fraction of the image side.
-            Defaults to ``(0.12, 0.24)``.
+            Defaults to ``(0.07, 0.24)``.
 
     Returns:
         dict[str, int]: Image and instance counts per split, and the bytes written.
@@ -304,8 +331,8 @@ def make_ade(
     num_train: int = 64,
     num_val: int = 24,
     size: int = 160,
-    num_shapes: Tuple[int, int] = (2, 5),
-    radius_range: Tuple[float, float] = (0.12, 0.22)
+    num_shapes: Tuple[int, int] = (1, 6),
+    radius_range: Tuple[float, float] = (0.06, 0.24)
 ) -> Dict[str, int]:
     """Write an ADE20K-format semantic segmentation set to ``out_dir`` (usually ``<root>/ade/ADEChallengeData2016``).
 
@@ -318,9 +345,9 @@ def make_ade(
         num_train (int): Images in ``training``. Defaults to 64.
         num_val (int): Images in ``validation``. Defaults to 24.
         size (int): Side of the square images in pixels. Defaults to 160.
-        num_shapes (tuple[int, int]): Inclusive range of shapes per image. Defaults to ``(2, 5)``.
+        num_shapes (tuple[int, int]): Inclusive range of shapes per image. Defaults to ``(1, 6)``.
         radius_range (tuple[float, float]): Shape radius as a fraction of the image side.
-            Defaults to ``(0.12, 0.22)``.
+            Defaults to ``(0.06, 0.24)``.
 
     Returns:
         dict[str, int]: Image counts per split, and the bytes written.
@@ -346,8 +373,8 @@ def make_imagenet(out_dir: str,
                   seed: int = 0,
                   num_train: int = 96,
                   num_val: int = 30,
-                  size: int = 64,
-                  radius_range: Tuple[float, float] = (0.2, 0.3)) -> Dict[str, int]:
+                  size: int = 96,
+                  radius_range: Tuple[float, float] = (0.15, 0.33)) -> Dict[str, int]:
     """Write an ImageNet-format classification set to ``out_dir`` (usually ``<root>/imagenet``).
 
     Each image shows one shape; classes are balanced (image ``i`` has label ``i % K``). Class folders are named
@@ -359,9 +386,9 @@ def make_imagenet(out_dir: str,
         seed (int): Random seed. Defaults to 0.
         num_train (int): Images in ``train``. Defaults to 96.
         num_val (int): Images in ``val``. Defaults to 30.
-        size (int): Side of the square images in pixels. Defaults to 64.
+        size (int): Side of the square images in pixels. Defaults to 96 (P2T needs at least 65).
         radius_range (tuple[float, float]): Shape radius as a fraction of the image side.
-            Defaults to ``(0.2, 0.3)``.
+            Defaults to ``(0.15, 0.33)``.
 
     Returns:
         dict[str, int]: Image counts per split, and the bytes written.
@@ -400,7 +427,7 @@ def make_demo_data(out_dir: str,
         num_val (int, optional): Validation images of every data set. Defaults to each maker's default
             (24 for COCO and ADE20K, 30 for ImageNet).
         size (int, optional): Image side of COCO and ADE20K. Defaults to 160.
-        cls_size (int, optional): Image side of ImageNet. Defaults to 64.
+        cls_size (int, optional): Image side of ImageNet. Defaults to 96.
         datasets (Sequence[str]): Which of ``'coco'``, ``'ade'``, ``'imagenet'`` to write. Defaults to all.
 
     Returns:
@@ -424,3 +451,44 @@ def make_demo_data(out_dir: str,
         stats = maker(root, **kwargs)
         summary[name] = dict(stats, seconds=round(time.perf_counter() - start, 3))
     return summary
+
+
+def majority_class_baseline(train_maps: Iterable[np.ndarray],
+                            val_maps: Iterable[np.ndarray],
+                            num_classes: int,
+                            ignore_index: int = 255) -> Dict[str, float]:
+    """The scores of a segmenter that predicts the most frequent training class at every pixel.
+
+    The floor any trained model on a semantic segmentation set must beat: its ``mIoU`` and ``aAcc`` are computed
+    as mmseg's ``IoUMetric`` does (pixels labelled ``ignore_index`` are not counted, the mean IoU is over the
+    classes that occur in the ground truth or the prediction).
+
+    Args:
+        train_maps (Iterable[np.ndarray]): Training label maps (class indices ``0..num_classes-1`` or
+            ``ignore_index``), as the model sees them (after ``reduce_zero_label``).
+        val_maps (Iterable[np.ndarray]): Validation label maps, in the same form.
+        num_classes (int): Number of classes.
+        ignore_index (int): Label of the pixels not evaluated. Defaults to 255.
+
+    Returns:
+        dict[str, float]: ``mIoU`` and ``aAcc`` in percent, and ``class`` (the predicted class index).
+    """
+    train_counts = np.zeros(num_classes, np.int64)
+    for label in train_maps:
+        train_counts += np.bincount(label[label != ignore_index].ravel(), minlength=num_classes)[:num_classes]
+    majority = int(train_counts.argmax())
+    val_counts = np.zeros(num_classes, np.int64)
+    for label in val_maps:
+        val_counts += np.bincount(label[label != ignore_index].ravel(), minlength=num_classes)[:num_classes]
+    total = int(val_counts.sum())
+    if total == 0:
+        raise ValueError('the validation label maps hold no evaluated pixel')
+    # Predicting `majority` everywhere: IoU(majority) = its pixels / all pixels, IoU = 0 for the other classes
+    # present in the ground truth; classes absent from both are left out of the mean.
+    present = (val_counts > 0) | (np.arange(num_classes) == majority)
+    iou = np.where(np.arange(num_classes) == majority, val_counts[majority] / total, 0.0)
+    return {
+        'mIoU': 100.0 * float(iou[present].mean()),
+        'aAcc': 100.0 * float(val_counts[majority]) / total,
+        'class': majority
+    }

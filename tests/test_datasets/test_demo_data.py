@@ -1,5 +1,6 @@
 """The synthetic demo data sets: determinism, annotation consistency and the demo dataset configs."""
 import filecmp
+import inspect
 import json
 import os
 import os.path as osp
@@ -77,13 +78,76 @@ def test_rendered_masks_match_polygons_and_boxes(seed):
         mask, poly = inst['mask'], inst['polygon']
         assert 0 <= inst['label'] < K
         union += mask
-        # The box measured on the mask equals the polygon's extent within 1 px (pixel j spans [j, j + 1)).
+        # The box measured on the mask equals the polygon's extent within 1.5 px (pixel j spans [j, j + 1)): a
+        # pixel is in the mask when its centre is, so a 60-degree triangle tip narrower than a pixel can be missed.
         x, y, w, h = mask_to_bbox(mask)
         lo, hi = poly.min(0) + 0.5, poly.max(0) + 0.5
-        np.testing.assert_allclose([x, y, x + w, y + h], [*lo, *hi], atol=1.0)
+        np.testing.assert_allclose([x, y, x + w, y + h], [*lo, *hi], atol=1.5)
         # Shapes keep a margin to the border.
         assert x >= 1 and y >= 1 and x + w <= 99 and y + h <= 119
     assert union.max() == 1, 'shapes must not overlap'
+
+
+def _scenes(seed, num, maker=demo_data.make_ade):
+    """``num`` scenes drawn with ``maker``'s default shape counts and sizes at its default image size."""
+    defaults = {k: v.default for k, v in inspect.signature(maker).parameters.items()}
+    size = (defaults['size'], ) * 2
+    return [
+        render_scene(np.random.default_rng([seed, i]), size, defaults['num_shapes'], defaults['radius_range'])
+        for i in range(num)
+    ]
+
+
+def test_colour_does_not_decide_the_class():
+    """A nearest-class-mean classifier on each instance's mean colour, fitted on one set of scenes and scored on
+    another, stays near chance (1/3): the outline, not the colour, decides the class. (With one hue per class, as
+    the demo data had before, it scored 100 %.)"""
+
+    def colours(seed):
+        feats, labels = [], []
+        for image, instances in _scenes(seed, 60):
+            for inst in instances:
+                feats.append(image[inst['mask']].reshape(-1, 3).mean(0))
+                labels.append(inst['label'])
+        return np.asarray(feats), np.asarray(labels)
+
+    fit_x, fit_y = colours(0)
+    test_x, test_y = colours(1)
+    assert np.bincount(fit_y, minlength=K).min() > 40 and len(test_y) > 150
+    centroids = np.stack([fit_x[fit_y == k].mean(0) for k in range(K)])
+    predicted = np.argmin(((test_x[:, None] - centroids[None])**2).sum(-1), axis=1)
+    assert (predicted == test_y).mean() < 0.45
+
+
+@pytest.mark.parametrize('maker', [demo_data.make_ade, demo_data.make_coco])
+def test_shape_counts_and_sizes_vary(maker):
+    scenes = _scenes(0, 60, maker)
+    counts = np.bincount([len(instances) for _, instances in scenes])
+    assert (counts[1:] > 0).sum() >= 5, f'images with 0, 1, 2, ... shapes: {counts.tolist()}'
+    areas = np.asarray([inst['mask'].sum() for _, instances in scenes for inst in instances])
+    small, large = np.percentile(areas, [5, 95])
+    assert large / small > 6, (small, large)
+
+
+def test_majority_class_baseline_matches_mmseg_iou_metric():
+    """The trivial segmenter's scores equal what mmseg's IoUMetric reports for its all-one-class prediction."""
+    iou_metric = pytest.importorskip('mmseg.evaluation.metrics.iou_metric')
+    import torch
+    rng = np.random.default_rng(0)
+    train = [rng.choice([0, 1, 1, 2, 255], size=(8, 9)) for _ in range(3)]  # class 1 is the most frequent
+    val = [rng.choice([0, 1, 2, 2, 2, 255], size=(7, 5)) for _ in range(4)]
+    got = demo_data.majority_class_baseline(train, val, num_classes=K)
+    assert got['class'] == 1
+    metric = iou_metric.IoUMetric(iou_metrics=['mIoU'])
+    results = [
+        metric.intersect_and_union(torch.ones(v.shape, dtype=torch.long), torch.from_numpy(v), K, 255) for v in val
+    ]
+    areas = [sum(r[i] for r in results) for i in range(4)]
+    expected = metric.total_area_to_metrics(*areas, ['mIoU'])
+    assert got['mIoU'] == pytest.approx(100 * np.nanmean(np.asarray(expected['IoU'])))
+    assert got['aAcc'] == pytest.approx(100 * float(expected['aAcc']))
+    with pytest.raises(ValueError, match='no evaluated pixel'):
+        demo_data.majority_class_baseline(train, [np.full((2, 2), 255)], num_classes=K)
 
 
 def test_bad_arguments(tmp_path):
@@ -241,5 +305,5 @@ def test_imagenet_config_builds(demo_root):
     assert len(dataset) == 6 and tuple(dataset.metainfo['classes']) == DEMO_CLASSES
     assert [dataset.get_gt_labels()[i] for i in range(6)] == [i % K for i in range(6)]
     sample = dataset[0]
-    assert tuple(sample['inputs'].shape) == (3, 64, 64)
+    assert tuple(sample['inputs'].shape) == (3, 96, 96)
     assert int(sample['data_samples'].gt_label) == 0

@@ -48,7 +48,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--num-val', type=int, default=None, help='validation images per data set (default: 24; ImageNet 30)')
     parser.add_argument('--size', type=int, default=None, help='COCO / ADE20K image side in px (default: 160)')
-    parser.add_argument('--cls-size', type=int, default=None, help='ImageNet image side in px (default: 64)')
+    parser.add_argument('--cls-size', type=int, default=None, help='ImageNet image side in px (default: 96)')
     parser.add_argument(
         '--datasets', nargs='+', choices=DATASETS, default=list(DATASETS), help='which data sets to write')
     parser.add_argument('--debug', action='store_true', help='show full tracebacks')

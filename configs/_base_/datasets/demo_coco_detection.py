@@ -5,7 +5,7 @@ _base_ = 'mmdet::_base_/datasets/coco_detection.py'
 
 data_root = 'data/demo/coco/'
 metainfo = dict(classes=('circle', 'square', 'triangle'), palette=[(220, 40, 40), (40, 180, 60), (40, 80, 220)])
-# The demo images are 160x160 with shapes of 40-110 px, which the usual anchors (32-512 px) cover: keep the native
+# The demo images are 160x160 with shapes of about 20-100 px, which the usual anchors (32-512 px) cover: keep the native
 # size on CPU (real COCO: (1333, 800)). (320, 320) gives a little more accuracy for 4x the compute.
 img_scale = (160, 160)
 

@@ -1,4 +1,4 @@
-# Synthetic shapes in ImageNet format (one shape per 64x64 image, 3 balanced classes), made by
+# Synthetic shapes in ImageNet format (one shape per 96x96 image, 3 balanced classes), made by
 #   python tools/misc/make_demo_data.py data/demo
 # mmpretrain's ImageNet base with the demo data root, classes and small scales. `ImageNet` reads
 # `meta/{train,val}.txt` for `split='train'` / `'val'`; `metainfo.classes` replaces the 1000 ImageNet classes.
@@ -7,7 +7,7 @@ _base_ = 'mmpretrain::_base_/datasets/imagenet_bs32.py'
 data_root = 'data/demo/imagenet'
 metainfo = dict(classes=('circle', 'square', 'triangle'))
 data_preprocessor = dict(num_classes=3)
-img_size = 64
+img_size = 96  # P2T needs inputs of at least 65x65 px
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
