@@ -64,7 +64,8 @@ def _enable_visualization(cfg, show_dir, wait_time):
         hooks[name] = dict(type=VISUALIZATION_HOOKS[cfg.default_scope])
     hook, scope = hooks[name], cfg.get('default_scope')
     if scope == 'mmpretrain':  # VisualizationHook(enable, out_dir); out_dir is resolved once the Runner exists
-        hook.update(enable=True, show=False, out_dir=show_dir)
+        # every sample, as mmpretrain's tool does (its --interval defaults to 1; the hook's own default is 5000)
+        hook.update(enable=True, show=False, out_dir=show_dir, interval=1)
     elif scope == 'mmseg':  # SegVisualizationHook draws every `interval`-th batch through the visualizer's backends
         hook.update(draw=True, show=False, wait_time=wait_time, interval=1)
     else:  # mmdet: DetVisualizationHook(test_out_dir) under WORK_DIR/TIMESTAMP

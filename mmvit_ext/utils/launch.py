@@ -5,6 +5,7 @@ Each helper is small and tested on its own (``tests/test_tools/test_launch.py``)
 error scheme (:class:`UserError`, :func:`user_errors`) lives in :mod:`mmvit_ext.utils.errors` and is re-exported
 here.
 """
+import copy
 import os
 import os.path as osp
 import shutil
@@ -328,26 +329,50 @@ def setup_compile(cfg: Config) -> None:
     cfg.compile = cfg.get('compile') or True
 
 
+# ``--tta`` on a config without ``tta_model``/``tta_pipeline``: what the host tools (mmdet 3.3, mmpretrain 1.2
+# ``tools/test.py``) then use, a horizontal flip of the test pipeline merged by the host's TTA model. mmseg's tool
+# has no default (its ``default_runtime`` defines ``tta_model``; the pipeline must come from the config).
+_DET_TTA_MODEL = dict(type='DetTTAModel', tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+_DET_TTA_PACK = dict(
+    type='PackDetInputs',
+    meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip', 'flip_direction'))
+_TTA_DEFAULTS = dict(
+    mmdet=(_DET_TTA_MODEL, lambda last: _DET_TTA_PACK),
+    mmpretrain=(dict(type='mmpretrain.AverageClsScoreTTA'), lambda last: last))
+
+
 def setup_tta(cfg: Config) -> None:
     """``--tta``: test with the config's ``tta_model`` wrapping its ``model`` and its ``tta_pipeline`` as the test
     pipeline, as the host tools (mmdet, mmseg, mmpretrain ``tools/test.py --tta``) rewrite it.
 
-    The pipeline is set on the innermost test dataset (inside ``RepeatDataset``-style wrappers); mmdet's
-    ``batch_shapes_cfg`` (fixed batch shapes) is switched off, as mmdet does, since the augmented views differ in
-    size.
+    Where the config lacks them, mmdet and mmpretrain configs get their host tool's defaults (flip TTA: the test
+    pipeline with its last transform replaced by a ``TestTimeAug`` over {flipped, not flipped} and the packing;
+    ``DetTTAModel`` with NMS 0.5 / ``AverageClsScoreTTA``). The pipeline is set on the innermost test dataset
+    (inside ``RepeatDataset``-style wrappers); mmdet's ``batch_shapes_cfg`` (fixed batch shapes) is switched off, as
+    mmdet does, since the augmented views differ in size.
 
     Raises:
-        UserError: The config lacks ``tta_model`` or ``tta_pipeline`` (both are named).
+        UserError: An mmseg (or other) config lacks ``tta_model`` or ``tta_pipeline`` (both are named).
     """
+    dataset = cfg.test_dataloader.dataset
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    defaults = _TTA_DEFAULTS.get(cfg.get('default_scope'))
+    if defaults is not None:
+        model, pack = defaults
+        if not cfg.get('tta_model'):
+            cfg.tta_model = copy.deepcopy(model)
+        if not cfg.get('tta_pipeline'):
+            pipeline = copy.deepcopy(list(dataset.pipeline))
+            flips = [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)]
+            pipeline[-1] = dict(type='TestTimeAug', transforms=[flips, [pack(pipeline[-1])]])
+            cfg.tta_pipeline = pipeline
     missing = [key for key in ('tta_model', 'tta_pipeline') if not cfg.get(key)]
     if missing:
         raise UserError(f'--tta needs {" and ".join(missing)} in the config: tta_model wraps the model (e.g. '
                         "dict(type='SegTTAModel'), mmseg's default_runtime has it) and tta_pipeline is the test "
                         'pipeline with a TestTimeAug transform; see the Semantic FPN configs of configs/p2t')
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
-    dataset = cfg.test_dataloader.dataset
-    while 'dataset' in dataset:
-        dataset = dataset['dataset']
     if 'batch_shapes_cfg' in dataset:
         dataset.batch_shapes_cfg = None
     dataset.pipeline = cfg.tta_pipeline

@@ -10,7 +10,7 @@ from mmengine.registry import OPTIM_WRAPPERS
 import mmvit_ext  # noqa: F401
 from mmvit_ext.utils.checkpoint import StateDictMismatchError
 from mmvit_ext.utils.launch import (UserError, adapt_cfg_for_device, check_dataset_paths, load_checkpoint_strict,
-                                    load_config, replace_syncbn, resolve_device, setup_amp, user_errors)
+                                    load_config, replace_syncbn, resolve_device, setup_amp, setup_tta, user_errors)
 
 
 def _cfg(tmp_path, **dataset):
@@ -223,3 +223,41 @@ def test_compile_requires_a_cpp_compiler_on_cpu(monkeypatch):
     monkeypatch.setenv('CXX', 'no-such-compiler-xyz')
     with pytest.raises(UserError, match="'no-such-compiler-xyz' was not found"):
         setup_compile(Config())
+
+
+def _tta_cfg(scope, **extra):
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='Resize', scale=(64, 64)),
+        dict(type='PackX', meta_keys=('a', ))
+    ]
+    dataset = dict(type='RepeatDataset', dataset=dict(type='D', pipeline=pipeline, batch_shapes_cfg=dict(size=32)))
+    return Config(dict(default_scope=scope, model=dict(type='M'), test_dataloader=dict(dataset=dataset), **extra))
+
+
+@pytest.mark.parametrize('scope,model,pack', [('mmdet', 'DetTTAModel', 'PackDetInputs'),
+                                              ('mmpretrain', 'mmpretrain.AverageClsScoreTTA', 'PackX')])
+def test_tta_defaults_are_the_host_tools_flip_tta(scope, model, pack):
+    """mmdet's and mmpretrain's tools/test.py --tta on a config without tta_model/tta_pipeline: flip TTA."""
+    cfg = _tta_cfg(scope)
+    setup_tta(cfg)
+    assert cfg.model.type == model and cfg.model.module == dict(type='M')
+    inner = cfg.test_dataloader.dataset.dataset
+    assert inner.batch_shapes_cfg is None
+    assert [t['type'] for t in inner.pipeline] == ['LoadImageFromFile', 'Resize', 'TestTimeAug']
+    flips, (packing, ) = inner.pipeline[-1]['transforms']
+    assert [f['prob'] for f in flips] == [1., 0.] and packing['type'] == pack
+    if scope == 'mmdet':
+        assert packing['meta_keys'][-2:] == ('flip', 'flip_direction')
+        assert cfg.model.tta_cfg.nms.iou_threshold == 0.5
+
+
+def test_tta_uses_the_configs_own_and_needs_them_for_mmseg():
+    own = [dict(type='LoadImageFromFile'), dict(type='TestTimeAug', transforms=[[dict(type='Mine')]])]
+    cfg = _tta_cfg('mmdet', tta_model=dict(type='MyTTA'), tta_pipeline=own)
+    setup_tta(cfg)
+    assert cfg.model.type == 'MyTTA' and cfg.test_dataloader.dataset.dataset.pipeline == own
+    with pytest.raises(UserError, match='--tta needs tta_model and tta_pipeline'):
+        setup_tta(_tta_cfg('mmseg'))
+    with pytest.raises(UserError, match='--tta needs tta_pipeline in'):
+        setup_tta(_tta_cfg('mmseg', tta_model=dict(type='SegTTAModel')))

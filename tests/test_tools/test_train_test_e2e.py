@@ -4,6 +4,7 @@ A downstream config in a temporary directory inherits the demo config through ``
 prove config inheritance through our tools), trains a few iterations, is evaluated, resumed, and trained by two
 gloo processes on the CPU. User mistakes stop with one clear message (exit status 2).
 """
+import json
 import os
 import os.path as osp
 import re
@@ -106,6 +107,20 @@ def test_test_tool_reports_miou_and_dumps_predictions(trained, downstream):
     assert (trained / 'preds.pkl').stat().st_size > 0
     painted = list((trained / 'vis').rglob('*.png'))
     assert len(painted) == 4, painted  # every validation image, painted with its prediction
+    # the last step of `make demo`: the scores next to the trivial segmenter's, on the same validation maps
+    report = run_tool([PY, osp.join(ROOT, 'tools/misc/demo_report.py'), 'demo_small.py',
+                       str(trained / 'eval')], downstream)
+    row = re.search(r'^model +([0-9.]+) +([0-9.]+)', report.stdout, re.M)
+    assert row and float(row.group(1)) == pytest.approx(float(miou.group(1)), abs=0.01), report.stdout
+    saved = json.loads((trained / 'eval' / 'demo_report.json').read_text())
+    assert saved['model']['mIoU'] == pytest.approx(float(miou.group(1)), abs=0.01)
+    trivial = saved['trivial baseline']
+    assert 0 < trivial['mIoU'] < 100 / 3 and trivial['mIoU'] == pytest.approx(trivial['aAcc'] / 3, abs=0.01)
+    missing = run_tool([PY, osp.join(ROOT, 'tools/misc/demo_report.py'), 'demo_small.py',
+                        str(trained / 'nowhere')],
+                       downstream,
+                       check=False)
+    assert missing.returncode == 2 and 'no test scores (mIoU)' in missing.stderr and 'Traceback' not in missing.stderr
 
 
 @pytest.mark.slow
@@ -164,10 +179,11 @@ def test_resume_continues_from_the_checkpoint(trained, downstream):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU (gloo) path')
 def test_dist_train_two_cpu_processes_stay_in_sync(downstream):
     work = downstream / 'work_dist'
-    out = run_tool(['bash', osp.join(ROOT, 'tools/dist_train.sh'), 'demo_small.py', '2', '--work-dir',
-                    str(work)],
-                   downstream,
-                   env_extra=dict(PORT='29517'))
+    out = run_tool(
+        ['bash', osp.join(ROOT, 'tools/dist_train.sh'), 'demo_small.py', '2', '--work-dir',
+         str(work)],
+        downstream,
+        env_extra=dict(PORT='29517'))
     # every gradient has its parameter's strides, so DDP's bucket views take them as they are
     assert 'Grad strides do not match bucket view strides' not in out.stderr + out.stdout
     r0 = torch.load(work / 'rank0.pth', weights_only=False)
@@ -240,3 +256,69 @@ def test_pretrained_weights_that_do_not_fit_are_one_clear_message(downstream, tm
                    check=False)
     assert out.returncode == 2 and 'Traceback' not in out.stderr, out.stderr[-3000:]
     assert 'does not fit P2T' in out.stderr and 'convert_checkpoint.py' in out.stderr
+
+
+# --------------------------------------------------------------------------------------------------------------
+# tools/test.py --show-dir and --tta on mmpretrain and mmdet configs (the mmseg ones are above), with untrained
+# weights: these check where the painted images land and that the TTA wrapper is used, not accuracy.
+
+HOST_CFGS = dict(
+    cls=('''_base_ = ['mmvit_ext::_base_/models/p2t-t.py', 'mmvit_ext::_base_/datasets/demo_imagenet.py',
+          'mmpretrain::_base_/default_runtime.py']
+model = dict(type='ImageClassifier', backbone=dict(**_base_.p2t_arch, out_indices=(3, )),
+             neck=dict(type='GlobalAveragePooling'),
+             head=dict(type='LinearClsHead', num_classes=3, in_channels=_base_.p2t_channels[-1]))
+''', 'imagenet', r'accuracy/top1: ([0-9.]+)', 'mmpretrain.AverageClsScoreTTA'),
+    det=('''_base_ = ['mmvit_ext::_base_/models/p2t-t.py', 'mmvit_ext::_base_/datasets/demo_coco_detection.py',
+          'mmdet::_base_/models/retinanet_r50_fpn.py', 'mmdet::_base_/default_runtime.py']
+model = dict(backbone=dict(_delete_=True, **_base_.p2t_arch), neck=dict(in_channels=_base_.p2t_channels),
+             bbox_head=dict(num_classes=3), test_cfg=dict(score_thr=0.0))
+''', 'coco/', r'Test results: ', 'DetTTAModel'))
+
+
+@pytest.fixture(scope='module')
+def host_cfgs(tmp_path_factory):
+    """Per task: a downstream config on a small demo set and a checkpoint of its (untrained) model."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+
+    from mmvit_ext.datasets.demo_data import make_demo_data
+    d = tmp_path_factory.mktemp('hosts')
+    make_demo_data(str(d / 'data'), datasets=('coco', 'imagenet'), num_train=3, num_val=3)
+    out = {}
+    for task, (text, root, _, _) in HOST_CFGS.items():
+        loaders = ''.join(f"{split}_dataloader = dict(batch_size=3, num_workers=0, persistent_workers=False, "
+                          f"dataset=dict(data_root='{d / 'data' / root}'))\n" for split in ('train', 'val', 'test'))
+        evaluator = ''.join(
+            f"{split}_evaluator = dict(ann_file='{d / 'data' / root}/annotations/instances_val2017.json')\n"
+            for split in ('val', 'test'))
+        schedule = ("optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-4))\n"
+                    "train_cfg = dict(type='IterBasedTrainLoop', max_iters=1)\nval_cfg = dict(type='ValLoop')\n"
+                    "test_cfg = dict(type='TestLoop')\n")
+        (d / f'{task}.py').write_text(text + loaders + schedule + (evaluator if task == 'det' else ''))
+        cfg = Config.fromfile(str(d / f'{task}.py'))
+        init_default_scope(cfg.default_scope)
+        torch.manual_seed(0)
+        torch.save({'state_dict': MODELS.build(cfg.model).state_dict()}, d / f'{task}.pth')
+        out[task] = d
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('task', sorted(HOST_CFGS))
+def test_relative_show_dir_and_tta_for_mmpretrain_and_mmdet(host_cfgs, task):
+    d = host_cfgs[task]
+    work = d / f'work_{task}'
+    test = [PY, osp.join(ROOT, 'tools/test.py'), f'{task}.py', str(d / f'{task}.pth'), '--work-dir', str(work)]
+    out = run_tool(test + ['--show-dir', 'vis_rel'], d)
+    assert re.search(HOST_CFGS[task][2], out.stdout), out.stdout[-2000:]
+    assert not (d / 'vis_rel').exists()
+    painted = list(work.glob('*/vis_rel/**/*.png')) + list(work.glob('*/vis_rel/**/*.jpg'))
+    assert len(painted) == 3, list(work.rglob('*.*g'))  # every validation image, under WORK_DIR/TIMESTAMP
+    # --tta without tta_model / tta_pipeline in the config: the host tool's flip TTA
+    out = run_tool(test + ['--tta'], d)
+    assert re.search(HOST_CFGS[task][2], out.stdout), out.stdout[-2000:]
+    log = max(work.glob('*/*.log')).read_text()
+    model_cfg = re.search(r'\nmodel = dict\((.*?)\n(?=\S)', log, re.S).group(1)
+    assert f"type='{HOST_CFGS[task][3]}'" in model_cfg and 'module=dict(' in model_cfg, model_cfg[:500]
+    assert "type='TestTimeAug'" in log
