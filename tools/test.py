@@ -102,7 +102,7 @@ def main(argv=None):
         if args.show_dir:
             _enable_visualization(cfg, args.show_dir, args.wait_time)
         if args.compile:
-            setup_compile(cfg)
+            setup_compile(cfg, inference=True)
         adapt_cfg_for_device(cfg, 'auto')
         check_dataset_paths(cfg, ('test_dataloader', ))
         setup_cpu_distributed(cfg, args.launcher)

@@ -45,7 +45,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from mmvit_ext.utils.launch import UserError, check_compiler, resolve_config_path, resolve_device
+from mmvit_ext.utils.launch import UserError, check_compiler, compile_kwargs, resolve_config_path, resolve_device
 from .flops import MACS_UNIT, count_flops
 from .inputs import build_model_from_cfg, load_analysis_config, parse_shape, prepare_model_and_inputs
 
@@ -208,7 +208,9 @@ class _Case:
             scope=self.cfg.get('default_scope'),
             mode=spec.forward,
             seed=spec.seed)
-        self.forward = torch.compile(self.wrapped) if spec.compile else self.wrapped
+        self.forward = self.wrapped
+        if spec.compile:
+            self.forward = torch.compile(self.wrapped, **compile_kwargs(inference=spec.mode == 'infer'))
 
     def sync(self) -> None:
         """Wait for queued CUDA work (no-op on CPU)."""

@@ -124,9 +124,12 @@ def test_cli_train_mode_json(two_configs, tmp_path, capsys):
     assert exit_info.value.code == 2 and 'error: --compile needs --warmup >= 1' in capsys.readouterr().err
 
 
-def test_cli_compile_tiny_model(two_configs, tmp_path, capsys):
-    """``--compile`` times the torch.compile'd model (compiled in the warm-up) and says so in the text and JSON."""
+def test_cli_compile_tiny_model(two_configs, tmp_path, capsys, monkeypatch):
+    """``--compile`` times the torch.compile'd model (compiled in the warm-up, with the weights frozen as constants
+    for inference) and says so in the text and JSON."""
     from torch._dynamo.utils import counters
+    calls, real_compile = [], torch.compile
+    monkeypatch.setattr(torch, 'compile', lambda *args, **kwargs: calls.append(kwargs) or real_compile(*args, **kwargs))
     tool = _load_tool()
     out = tmp_path / 'compiled.json'
     counters.clear()
@@ -141,6 +144,7 @@ def test_cli_compile_tiny_model(two_configs, tmp_path, capsys):
     assert rec['compiled'] is True and 'compiled during the warm-up' in rec['timed_work']
     assert 0 < rec['latency_ms_median'] < 60e3 and records[0]['compiled'] is True
     assert counters['stats']['unique_graphs'] >= 1  # really compiled, not only labelled so
+    assert calls == [dict(options=dict(freezing=True))]
 
 
 def test_time_interleaved_order():

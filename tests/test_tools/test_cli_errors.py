@@ -48,10 +48,12 @@ def test_compile_flag_sets_cfg_compile(tool_path, plain_config, captured_cfg, tm
     ckpt = tmp_path / 'c.pth'
     ckpt.write_bytes(b'')
     extra = [str(ckpt)] if tool_path.endswith('test.py') else []
-    for flag, expected in (([], None), (['--compile'], True)):
+    # test.py compiles for inference: the weights are frozen as constants (see INFERENCE_COMPILE_OPTIONS)
+    compiled = dict(options=dict(freezing=True)) if tool_path.endswith('test.py') else True
+    for flag, expected in (([], None), (['--compile'], compiled)):
         with pytest.raises(_Stop):
             tool.main([plain_config] + extra + ['--work-dir', str(tmp_path / 'w')] + flag)
-        assert captured_cfg['cfg'].get('compile') is expected
+        assert captured_cfg['cfg'].get('compile') == expected
 
 
 def test_train_config_mistake_is_a_user_error(plain_config, captured_cfg, tmp_path, capsys):

@@ -10,7 +10,8 @@ from mmengine.registry import OPTIM_WRAPPERS
 import mmvit_ext  # noqa: F401
 from mmvit_ext.utils.checkpoint import StateDictMismatchError
 from mmvit_ext.utils.launch import (UserError, adapt_cfg_for_device, check_dataset_paths, load_checkpoint_strict,
-                                    load_config, replace_syncbn, resolve_device, setup_amp, setup_tta, user_errors)
+                                    load_config, replace_syncbn, resolve_device, setup_amp, setup_compile, setup_tta,
+                                    user_errors)
 
 
 def _cfg(tmp_path, **dataset):
@@ -223,6 +224,17 @@ def test_compile_requires_a_cpp_compiler_on_cpu(monkeypatch):
     monkeypatch.setenv('CXX', 'no-such-compiler-xyz')
     with pytest.raises(UserError, match="'no-such-compiler-xyz' was not found"):
         setup_compile(Config())
+
+
+def test_compile_kwargs_freeze_the_weights_for_inference_only():
+    from mmvit_ext.utils.launch import compile_kwargs
+    assert compile_kwargs(False) == {} and compile_kwargs(False, True) == {}
+    assert compile_kwargs(True) == dict(options=dict(freezing=True))
+    own = dict(dynamic=False, options=dict(freezing=False, max_autotune=True))
+    assert compile_kwargs(True, own) == own and compile_kwargs(False, own) == own  # the config's options win
+    cfg = Config(dict(compile=dict(dynamic=False)))
+    setup_compile(cfg, inference=True)
+    assert cfg.compile == dict(dynamic=False, options=dict(freezing=True))
 
 
 def _tta_cfg(scope, **extra):
