@@ -16,9 +16,9 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmvit_ext.utils.launch import (DictAction, UserError, adapt_cfg_for_device, check_dataset_paths,
-                                    load_checkpoint_strict, load_config, setup_compile, setup_cpu_distributed,
-                                    setup_tta, user_errors)
+from mmvit_ext.utils.launch import (DictAction, UserError, adapt_cfg_for_device, check_dataset_paths, check_loops,
+                                    drop_loops, load_checkpoint_strict, load_config, setup_compile,
+                                    setup_cpu_distributed, setup_tta, user_errors)
 
 
 def parse_args(argv=None):
@@ -104,6 +104,8 @@ def main(argv=None):
         if args.compile:
             setup_compile(cfg, inference=True)
         adapt_cfg_for_device(cfg, 'auto')
+        drop_loops(cfg)  # only the test loop runs
+        check_loops(cfg, ('test', ))
         check_dataset_paths(cfg, ('test_dataloader', ))
         setup_cpu_distributed(cfg, args.launcher)
         cfg.load_from = None

@@ -12,7 +12,7 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone, too
 
-from mmvit_ext.utils.launch import (DictAction, UserError, adapt_cfg_for_device, check_dataset_paths,
+from mmvit_ext.utils.launch import (DictAction, UserError, adapt_cfg_for_device, check_dataset_paths, check_loops,
                                     check_pretrained_paths, load_config, setup_amp, setup_compile,
                                     setup_cpu_distributed, user_errors)
 
@@ -73,6 +73,7 @@ def main(argv=None):
             if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
                 raise UserError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
             cfg.auto_scale_lr.enable = True
+        check_loops(cfg, ('train', ) if args.no_validate else ('train', 'val'))
         check_dataset_paths(cfg, ('train_dataloader', ) if args.no_validate else ('train_dataloader', 'val_dataloader'))
         if not cfg.get('resume'):
             check_pretrained_paths(cfg)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     'UserError', 'user_errors', 'resolve_config_path', 'load_config', 'check_dataset_paths', 'check_pretrained_paths',
     'replace_syncbn', 'resolve_device', 'adapt_cfg_for_device', 'setup_amp', 'check_compiler', 'setup_compile',
-    'compile_kwargs', 'setup_tta', 'setup_cpu_distributed', 'load_checkpoint_strict'
+    'compile_kwargs', 'setup_tta', 'setup_cpu_distributed', 'load_checkpoint_strict', 'check_loops', 'drop_loops'
 ]
 
 
@@ -110,6 +110,36 @@ def _iter_datasets(dataset_cfg, key: str) -> Iterator[Tuple[str, dict]]:
             yield from _iter_datasets(sub, f'{key}.datasets.{i}')
     else:
         yield key, dataset_cfg
+
+
+# What MMEngine's Runner builds a loop from; it refuses a config that sets some but not all of one loop's entries.
+LOOP_KEYS = dict(
+    train=('train_dataloader', 'train_cfg', 'optim_wrapper'),
+    val=('val_dataloader', 'val_cfg', 'val_evaluator'),
+    test=('test_dataloader', 'test_cfg', 'test_evaluator'))
+
+
+def check_loops(cfg: Config, loops=('train', 'val', 'test')) -> None:
+    """Each of ``loops`` is set in full or not at all (else MMEngine's Runner stops with a ValueError traceback).
+
+    Raises:
+        UserError: Names the missing entries of a loop and the two ways out.
+    """
+    for loop in loops:
+        keys = LOOP_KEYS[loop]
+        missing = [key for key in keys if cfg.get(key) is None]
+        if 0 < len(missing) < len(keys):
+            raise UserError(f'the config sets {", ".join(k for k in keys if k not in missing)} but not '
+                            f'{", ".join(missing)}: MMEngine needs all of {", ".join(keys)} for the {loop} loop, '
+                            'or none of them')
+
+
+def drop_loops(cfg: Config, loops=('train', 'val')) -> None:
+    """Set the entries of ``loops`` (and the training schedule with ``'train'``) to None: ``tools/test.py`` runs only
+    the test loop, so a test-only config need not carry complete training or validation settings."""
+    for loop in loops:
+        for key in LOOP_KEYS[loop] + (('param_scheduler', ) if loop == 'train' else ()):
+            cfg[key] = None
 
 
 def check_dataset_paths(cfg: Config, loaders=('train_dataloader', 'val_dataloader', 'test_dataloader')) -> None:

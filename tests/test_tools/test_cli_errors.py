@@ -38,6 +38,8 @@ def plain_config(tmp_path):
     path = tmp_path / 'plain.py'
     path.write_text("model = dict(type='mmvit_ext.P2T', arch='tiny')\n"
                     "optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))\n"
+                    "train_dataloader = dict(batch_size=1, dataset=dict(type='X'))\n"
+                    "train_cfg = dict(type='IterBasedTrainLoop', max_iters=1)\n"
                     "auto_scale_lr = dict(enable=False)\n")
     return str(path)
 
@@ -134,7 +136,8 @@ def test_tta_flag_wraps_the_model_and_sets_the_innermost_test_pipeline(captured_
                       "tta_model = dict(type='DetTTAModel', tta_cfg=dict(max_per_img=10))\n"
                       "tta_pipeline = [dict(type='LoadImageFromFile'), dict(type='TestTimeAug', transforms=[])]\n"
                       "test_dataloader = dict(dataset=dict(type='RepeatDataset', times=2, dataset=dict(\n"
-                      "    type='CocoDataset', batch_shapes_cfg=dict(size=640), pipeline=[dict(type='Resize')])))\n")
+                      "    type='CocoDataset', batch_shapes_cfg=dict(size=640), pipeline=[dict(type='Resize')])))\n"
+                      "test_cfg = dict(type='TestLoop')\ntest_evaluator = dict(type='CocoMetric')\n")
     ckpt = tmp_path / 'c.pth'
     ckpt.write_bytes(b'')
     tool = _load_tool('tools/test.py')

@@ -226,6 +226,28 @@ def test_compile_requires_a_cpp_compiler_on_cpu(monkeypatch):
         setup_compile(Config())
 
 
+def test_loops_are_complete_or_absent_and_test_runs_drop_the_others():
+    from mmvit_ext.utils.launch import check_loops, drop_loops
+    cfg = Config(
+        dict(
+            train_dataloader=dict(type='X'),
+            optim_wrapper=dict(type='OptimWrapper'),
+            param_scheduler=[dict(type='LinearLR')],
+            val_dataloader=dict(type='X'),
+            val_cfg=dict(type='ValLoop'),
+            val_evaluator=dict(type='M'),
+            test_dataloader=dict(type='X'),
+            test_cfg=dict(type='TestLoop'),
+            test_evaluator=dict(type='M')))
+    check_loops(cfg, ('val', 'test'))
+    with pytest.raises(UserError, match='sets train_dataloader, optim_wrapper but not train_cfg: MMEngine needs all'):
+        check_loops(cfg)
+    drop_loops(cfg)
+    check_loops(cfg)
+    assert all(cfg[k] is None for k in ('train_dataloader', 'optim_wrapper', 'param_scheduler', 'val_dataloader'))
+    assert cfg.test_dataloader == dict(type='X')
+
+
 def test_compile_kwargs_freeze_the_weights_for_inference_only():
     from mmvit_ext.utils.launch import compile_kwargs
     assert compile_kwargs(False) == {} and compile_kwargs(False, True) == {}
