@@ -13,7 +13,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone, too
 
 from mmvit_ext.utils.launch import (DictAction, UserError, adapt_cfg_for_device, check_dataset_paths, check_loops,
-                                    check_pretrained_paths, load_config, setup_amp, setup_compile,
+                                    check_pretrained_paths, drop_loops, load_config, setup_amp, setup_compile,
                                     setup_cpu_distributed, user_errors)
 
 
@@ -67,8 +67,7 @@ def main(argv=None):
         elif args.resume is not None:
             cfg.resume, cfg.load_from = True, args.resume
         if args.no_validate:
-            for key in ('val_dataloader', 'val_evaluator', 'val_cfg'):
-                cfg[key] = None
+            drop_loops(cfg, ('val', ))
         if args.auto_scale_lr:
             if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
                 raise UserError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')

@@ -473,13 +473,15 @@ def majority_class_baseline(train_maps: Iterable[np.ndarray],
     Returns:
         dict[str, float]: ``mIoU`` and ``aAcc`` in percent, and ``class`` (the predicted class index).
     """
-    train_counts = np.zeros(num_classes, np.int64)
-    for label in train_maps:
-        train_counts += np.bincount(label[label != ignore_index].ravel(), minlength=num_classes)[:num_classes]
-    majority = int(train_counts.argmax())
-    val_counts = np.zeros(num_classes, np.int64)
-    for label in val_maps:
-        val_counts += np.bincount(label[label != ignore_index].ravel(), minlength=num_classes)[:num_classes]
+
+    def pixels_per_class(maps: Iterable[np.ndarray]) -> np.ndarray:
+        counts = np.zeros(num_classes, np.int64)
+        for label in maps:
+            counts += np.bincount(label[label != ignore_index].ravel(), minlength=num_classes)[:num_classes]
+        return counts
+
+    majority = int(pixels_per_class(train_maps).argmax())
+    val_counts = pixels_per_class(val_maps)
     total = int(val_counts.sum())
     if total == 0:
         raise ValueError('the validation label maps hold no evaluated pixel')

@@ -351,7 +351,8 @@ def check_compiler(device: Union[str, 'torch.device', None] = 'auto') -> None:
 
 # Inductor options of ``--compile`` for inference: ``freezing`` treats the weights as constants (folded, and on CPU
 # convs/matmuls prepacked for oneDNN), which the test loop allows since it never changes them. Measured on P2T-T,
-# 1 thread: compiled with freezing 0.90x (1x512²) and 0.91x (8x224²) of eager; without it 0.99x (docs/models/p2t.md).
+# 1 thread: compiled with freezing 0.87-0.90x (1x512²) and 0.91x (8x224²) of eager; without it 0.99x
+# (docs/models/p2t.md).
 INFERENCE_COMPILE_OPTIONS = dict(freezing=True)
 
 
@@ -383,9 +384,9 @@ _DET_TTA_MODEL = dict(type='DetTTAModel', tta_cfg=dict(nms=dict(type='nms', iou_
 _DET_TTA_PACK = dict(
     type='PackDetInputs',
     meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip', 'flip_direction'))
+# scope: (tta_model, packing transform of the augmented views; None keeps the test pipeline's own)
 _TTA_DEFAULTS = dict(
-    mmdet=(_DET_TTA_MODEL, lambda last: _DET_TTA_PACK),
-    mmpretrain=(dict(type='mmpretrain.AverageClsScoreTTA'), lambda last: last))
+    mmdet=(_DET_TTA_MODEL, _DET_TTA_PACK), mmpretrain=(dict(type='mmpretrain.AverageClsScoreTTA'), None))
 
 
 def setup_tta(cfg: Config) -> None:
@@ -412,7 +413,8 @@ def setup_tta(cfg: Config) -> None:
         if not cfg.get('tta_pipeline'):
             pipeline = copy.deepcopy(list(dataset.pipeline))
             flips = [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)]
-            pipeline[-1] = dict(type='TestTimeAug', transforms=[flips, [pack(pipeline[-1])]])
+            packing = pipeline[-1] if pack is None else copy.deepcopy(pack)
+            pipeline[-1] = dict(type='TestTimeAug', transforms=[flips, [packing]])
             cfg.tta_pipeline = pipeline
     missing = [key for key in ('tta_model', 'tta_pipeline') if not cfg.get(key)]
     if missing:

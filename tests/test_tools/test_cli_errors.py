@@ -154,3 +154,15 @@ def test_tta_flag_wraps_the_model_and_sets_the_innermost_test_pipeline(captured_
         tool.main([str(config), str(ckpt), '--work-dir', str(tmp_path / 'w'), '--tta'])
     assert exit_info.value.code == 2
     assert 'error: --tta needs tta_model and tta_pipeline in the config' in capsys.readouterr().err
+
+
+def test_no_validate_drops_the_val_loop(plain_config, captured_cfg, tmp_path):
+    with open(plain_config, 'a') as f:  # a complete val loop, which --no-validate must drop as a whole
+        f.write("val_dataloader = dict(dataset=dict(type='X'))\nval_cfg = dict(type='ValLoop')\n"
+                "val_evaluator = dict(type='M')\n")
+    tool = _load_tool('tools/train.py')
+    with pytest.raises(_Stop):
+        tool.main([plain_config, '--work-dir', str(tmp_path / 'w'), '--no-validate'])
+    cfg = captured_cfg['cfg']
+    assert all(cfg[k] is None for k in ('val_dataloader', 'val_cfg', 'val_evaluator'))
+    assert cfg.train_dataloader is not None
