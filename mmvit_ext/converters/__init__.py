@@ -13,15 +13,17 @@ It returns a flat state dict::
 """
 from typing import Any, Callable, Dict, Mapping
 
-from ._rules import UnmatchedKeysError, apply_rename_rules, unwrap_state_dict
+from ._rules import UnmatchedKeysError, apply_rename_rules, state_dict_location, unwrap_state_dict
+from .cmt import convert_cmt, is_official_cmt
 from .p2t import convert_p2t, is_official_p2t
 
 __all__ = [
-    'CONVERTERS', 'get_converter', 'is_official_layout', 'apply_rename_rules', 'unwrap_state_dict', 'UnmatchedKeysError'
+    'CONVERTERS', 'get_converter', 'is_official_layout', 'apply_rename_rules', 'unwrap_state_dict',
+    'state_dict_location', 'UnmatchedKeysError'
 ]
 
-CONVERTERS: Dict[str, Callable[..., Dict]] = {'p2t': convert_p2t}
-OFFICIAL_LAYOUT: Dict[str, Callable[[Mapping], bool]] = {'p2t': is_official_p2t}
+CONVERTERS: Dict[str, Callable[..., Dict]] = {'cmt': convert_cmt, 'p2t': convert_p2t}
+OFFICIAL_LAYOUT: Dict[str, Callable[[Mapping], bool]] = {'cmt': is_official_cmt, 'p2t': is_official_p2t}
 
 
 def _check_family(family: str) -> None:

@@ -10,15 +10,15 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    'unwrap_state_dict', 'strip_prefix', 'split_by_prefix', 'apply_rename_rules', 'merge_qkv', 'split_qkv',
-    'UnmatchedKeysError'
+    'unwrap_state_dict', 'state_dict_location', 'strip_prefix', 'split_by_prefix', 'apply_rename_rules', 'merge_qkv',
+    'split_qkv', 'UnmatchedKeysError'
 ]
 
 Rules = Sequence[Tuple[str, Union[str, Callable[[re.Match], str]]]]
 
 # Containers seen in the wild, in order of preference: mmengine ({meta, state_dict, ...}), DeiT-style
-# training checkpoints ({model, optimizer, ...}).
-WRAPPER_KEYS = ('state_dict', 'model')
+# training checkpoints ({model, optimizer, ..., model_ema}); an EMA-only file ({model_ema, ...}).
+WRAPPER_KEYS = ('state_dict', 'model', 'model_ema')
 
 
 class UnmatchedKeysError(KeyError):
@@ -37,8 +37,9 @@ def _preview(keys: Iterable[str], limit: int = 20) -> str:
 def unwrap_state_dict(checkpoint: Any) -> 'OrderedDict[str, Tensor]':
     """Return the flat state dict inside a loaded checkpoint, with a leading ``module.`` stripped.
 
-    Accepts a bare state dict, ``{'state_dict': sd, ...}`` (mmengine) or ``{'model': sd, ...}`` (DeiT-style
-    training checkpoints).
+    Accepts a bare state dict, ``{'state_dict': sd, ...}`` (mmengine), ``{'model': sd, ...}`` (DeiT-style
+    training checkpoints, also when they hold ``model_ema``) or ``{'model_ema': sd, ...}``;
+    :func:`state_dict_location` says which one was taken.
 
     Args:
         checkpoint: What ``torch.load`` / ``CheckpointLoader.load_checkpoint`` returned.
@@ -50,15 +51,29 @@ def unwrap_state_dict(checkpoint: Any) -> 'OrderedDict[str, Tensor]':
         ValueError: If no flat mapping of tensors is found.
     """
     sd = checkpoint
+    for inner in _wrapper_path(checkpoint):
+        sd = sd[inner]
+    if not isinstance(sd, Mapping):
+        raise ValueError(f'expected a state dict (a mapping of tensors), got {type(sd).__name__}')
+    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v) for k, v in sd.items())
+
+
+def _wrapper_path(checkpoint: Any) -> List[str]:
+    path, sd = [], checkpoint
     while isinstance(sd, Mapping) and not _is_flat(sd):
         inner = next((k for k in WRAPPER_KEYS if k in sd), None)
         if inner is None:
             raise ValueError(f'cannot find a state dict in a checkpoint with keys [{_preview(sd)}]; expected '
                              f'tensors or one of the wrappers {list(WRAPPER_KEYS)}')
+        path.append(inner)
         sd = sd[inner]
-    if not isinstance(sd, Mapping):
-        raise ValueError(f'expected a state dict (a mapping of tensors), got {type(sd).__name__}')
-    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v) for k, v in sd.items())
+    return path
+
+
+def state_dict_location(checkpoint: Any) -> str:
+    """Where :func:`unwrap_state_dict` finds the weights, e.g. ``"checkpoint['model']"`` or ``'the bare dict'``."""
+    path = _wrapper_path(checkpoint)
+    return 'checkpoint' + ''.join(f'[{k!r}]' for k in path) if path else 'the bare dict'
 
 
 def _is_flat(sd: Mapping) -> bool:

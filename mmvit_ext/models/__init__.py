@@ -1,1 +1,1 @@
-from . import backbones  # noqa: F401
+from . import backbones, necks  # noqa: F401

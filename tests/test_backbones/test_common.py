@@ -43,6 +43,10 @@ TINY_CFGS = {
                                       mlp_ratios=[2, 2, 2, 2]),
                             # smaller pooling ratios than the official ones, so 64 px is above the minimum (33)
                             pool_ratios=((8, 12), (4, 6), (2, 3), (1, 2)), drop_path_rate=0.)),
+    'CMT': dict(kwargs=dict(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 2, 1, 1], num_heads=[1, 2, 3, 4],
+                                      mlp_hidden_dims=[12, 20, 36, 40], stem_channels=6),
+                            # 64 px: the tables are used as stored; 67x93 resizes them and pads every stage
+                            pretrain_img_size=64, drop_path_rate=0.)),
     'HourglassViT': dict(kwargs=dict(img_size=(64, 64), patch_size=8, embed_dims=16, num_layers=4, num_heads=2,
                                      mlp_ratio=2, out_indices=(1, 3), final_norm=True,
                                      expedite=dict(alpha=1, beta=2, cluster_shape=(4, 4), window=3, k=4)),

@@ -5,4 +5,5 @@ Wrappers of host-library backbones live in :mod:`mmvit_ext.models.hosts` and are
 mmdet/mmseg/mmpretrain (and torchvision).
 """
 from .base import BaseViTBackbone  # noqa: F401
+from .cmt import CMT  # noqa: F401
 from .p2t import P2T  # noqa: F401

@@ -33,7 +33,7 @@ from mmengine.runner import CheckpointLoader
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmvit_ext.converters import get_converter, is_official_layout
-from mmvit_ext.converters._rules import strip_prefix, unwrap_state_dict
+from mmvit_ext.converters._rules import state_dict_location, strip_prefix, unwrap_state_dict
 from mmvit_ext.utils.checkpoint import StateDictMismatchError, load_state_dict_strict
 from mmvit_ext.utils.errors import ConfigError
 
@@ -255,7 +255,9 @@ class BaseViTBackbone(BaseModule):
             PretrainedLoadError: Missing or unexpected keys, or shape mismatches; the message lists them and the
                 likely fixes.
         """
-        state_dict = unwrap_state_dict(CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location))
+        loaded = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)
+        location = state_dict_location(loaded)
+        state_dict = unwrap_state_dict(loaded)
         if prefix:
             state_dict = strip_prefix(state_dict, prefix)
         if self.converter is not None:
@@ -264,7 +266,8 @@ class BaseViTBackbone(BaseModule):
                     f'{type(self).__name__}: converting the official {self.converter} layout of {checkpoint}',
                     logger='current')
             state_dict = get_converter(self.converter)(state_dict, target='backbone')
-        self.load_state_dict_strict(state_dict, source=checkpoint)
+        self.load_state_dict_strict(
+            state_dict, source=checkpoint if location == 'the bare dict' else f'{checkpoint} ({location})')
 
     def load_state_dict_strict(self, state_dict: Dict[str, Any], source: str = 'the state dict') -> None:
         """Load every key with equal shapes, or nothing: :func:`mmvit_ext.utils.checkpoint.load_state_dict_strict`

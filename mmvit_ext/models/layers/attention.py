@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from torch import Tensor
 
-from .utils import nchw_to_nlc, nlc_to_nchw
+from .utils import channels_last_kernel_, nchw_to_nlc, nlc_to_nchw, pad_to_multiple
 
 __all__ = [
     'sdpa', 'use_fused_attn', 'fused_attn_enabled', 'ReducedKVAttention', 'ConvSR', 'AvgPoolSR', 'PyramidPoolSR',
@@ -192,9 +192,12 @@ class ConvSR(nn.Module):
         norm_cfg (dict, optional): A 2-D norm on the reduced map, e.g. ``dict(type='BN')`` (CMT), registered as
             ``norm``. Token norms (PVT's LayerNorm) belong to ``ReducedKVAttention(kv_norm_cfg=...)``.
             Defaults to None.
+        ceil_mode (bool): Zero-pad the bottom and right of a map whose sides are not multiples of ``sr_ratio``
+            so that the reduced grid is ``ceil(H / sr_ratio)`` and no row or column is dropped; maps whose sides
+            are multiples are not touched. Defaults to False (floor, as PVT).
 
     Shapes:
-        (B, C, H, W) -> (B, floor(H / sr_ratio) * floor(W / sr_ratio), C).
+        (B, C, H, W) -> (B, h * w, C) with h = floor(H / sr_ratio) (``ceil`` with ``ceil_mode``), w likewise.
     """
 
     def __init__(self,
@@ -202,14 +205,21 @@ class ConvSR(nn.Module):
                  *,
                  sr_ratio: int,
                  depthwise: bool = False,
-                 norm_cfg: Optional[dict] = None) -> None:
+                 norm_cfg: Optional[dict] = None,
+                 ceil_mode: bool = False) -> None:
         super().__init__()
         assert sr_ratio >= 1, f'sr_ratio must be >= 1, got {sr_ratio}'
         groups = embed_dims if depthwise else 1
-        self.conv = nn.Conv2d(embed_dims, embed_dims, kernel_size=sr_ratio, stride=sr_ratio, groups=groups)
+        self.sr_ratio = sr_ratio
+        self.ceil_mode = ceil_mode
+        # channels-last kernel: the conv reads channels-last token views, its gradient has the same strides (DDP)
+        self.conv = channels_last_kernel_(
+            nn.Conv2d(embed_dims, embed_dims, kernel_size=sr_ratio, stride=sr_ratio, groups=groups))
         self.norm = build_norm_layer(norm_cfg, embed_dims)[1] if norm_cfg is not None else None
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.ceil_mode:
+            x = pad_to_multiple(x, self.sr_ratio)
         x = self.conv(x)
         if self.norm is not None:
             x = self.norm(x)

@@ -10,8 +10,9 @@ Shuffle Transformer and the Expedite Swin wrappers) and CMT's learned query-grid
 * :class:`RelativePositionBias`: the module that owns a table; a checkpoint table of another window size is
   resized on load (with a log line), never in ``forward``.
 * :func:`resize_query_key_bias`: CMT's ``(heads, Nq, Nk)`` bias, tied to the training grids, resized for another
-  query grid and key grid.
+  query grid and key grid; :class:`QueryKeyBias` owns such a table and caches its resized copies in inference.
 """
+from collections import OrderedDict
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -25,7 +26,7 @@ from .utils import to_2tuple
 
 __all__ = [
     'relative_position_index', 'resize_rel_pos_table', 'relative_position_bias', 'RelativePositionBias',
-    'resize_query_key_bias'
+    'resize_query_key_bias', 'QueryKeyBias'
 ]
 
 WindowSize = Union[int, Sequence[int]]
@@ -208,3 +209,89 @@ def resize_query_key_bias(bias: Tensor,
         grid = F.interpolate(grid, size=dst_key_hw, mode=mode, align_corners=False)
         bias = grid.reshape(heads, nq, -1)
     return bias
+
+
+class QueryKeyBias(nn.Module):
+    """A learned additive logit bias of shape (heads, Nq, Nk) for one query grid and one key grid (CMT).
+
+    The parameter ``bias`` is tied to the training grids ``query_hw`` x ``key_hw``. :meth:`forward` returns it
+    unchanged for those grids (so outputs at the training size are exact) and otherwise resizes it with
+    :func:`resize_query_key_bias` (``resize_mode``, bicubic by default as the CMT paper states). In inference
+    (autograd off, not traced) the resized bias is cached for the last ``cache_size`` grid pairs and recomputed
+    when the parameter changes (its version counter) or moves; in training the resize is part of the graph, so
+    the stored table learns.
+
+    A loaded table of other square grids (a checkpoint trained at another resolution) is resized to this module's
+    grids on load, with a log line.
+
+    Args:
+        num_heads (int): Heads.
+        query_hw (tuple[int, int]): (hq, wq) the table is made for.
+        key_hw (tuple[int, int]): (hk, wk) the table is made for.
+        resize_mode (str): ``F.interpolate`` mode for other grids (and for tables of other grids on load).
+            Defaults to 'bicubic'.
+        cache_size (int): Resized biases kept for inference, most recent first; 0 disables the cache. A bias
+            holds heads * Nq * Nk floats, as much as one image's attention logits: CMT-S at 800x1344 needs
+            530 MB for its four stages. Defaults to 1.
+
+    Shapes:
+        ``forward(query_hw, key_hw)`` -> (heads, hq' * wq', hk' * wk').
+    """
+
+    def __init__(self,
+                 *,
+                 num_heads: int,
+                 query_hw: Tuple[int, int],
+                 key_hw: Tuple[int, int],
+                 resize_mode: str = 'bicubic',
+                 cache_size: int = 1) -> None:
+        super().__init__()
+        self.query_hw = tuple(int(s) for s in to_2tuple(query_hw))
+        self.key_hw = tuple(int(s) for s in to_2tuple(key_hw))
+        assert min(self.query_hw + self.key_hw) >= 1, f'empty grids {self.query_hw}, {self.key_hw}'
+        self.resize_mode = resize_mode
+        self.cache_size = int(cache_size)
+        nq, nk = self.query_hw[0] * self.query_hw[1], self.key_hw[0] * self.key_hw[1]
+        self.bias = nn.Parameter(torch.randn(num_heads, nq, nk))  # CMT initialises it with std 1
+        self._cache: 'OrderedDict[tuple, Tensor]' = OrderedDict()
+
+    def forward(self, query_hw: Tuple[int, int], key_hw: Tuple[int, int]) -> Tensor:
+        query_hw, key_hw = tuple(query_hw), tuple(key_hw)
+        if query_hw == self.query_hw and key_hw == self.key_hw:
+            return self.bias
+        if self.cache_size <= 0 or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting():
+            return self._resize(query_hw, key_hw)
+        key = (query_hw, key_hw, self.bias.device, self.bias.dtype, self.bias._version, self.bias.data_ptr())
+        bias = self._cache.pop(key, None)
+        if bias is None:
+            bias = self._resize(query_hw, key_hw)
+        self._cache[key] = bias  # most recent last
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return bias
+
+    def _resize(self, query_hw: Tuple[int, int], key_hw: Tuple[int, int]) -> Tensor:
+        return resize_query_key_bias(self.bias, self.query_hw, self.key_hw, query_hw, key_hw, mode=self.resize_mode)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        key = prefix + 'bias'
+        table = state_dict.get(key)
+        own = self.bias
+        if table is not None and table.dim() == 3 and table.shape != own.shape and table.shape[0] == own.shape[0]:
+            q_side, k_side = round(table.shape[1]**0.5), round(table.shape[2]**0.5)
+            if q_side * q_side == table.shape[1] and k_side * k_side == table.shape[2]:
+                src_q, src_k = (q_side, q_side), (k_side, k_side)
+                state_dict[key] = resize_query_key_bias(
+                    table, src_q, src_k, self.query_hw, self.key_hw, mode=self.resize_mode)
+                print_log(
+                    f'{key}: resized a {tuple(table.shape)} table (query grid {src_q}, key grid {src_k}) to '
+                    f'{tuple(own.shape)} (query grid {self.query_hw}, key grid {self.key_hw}, {self.resize_mode})',
+                    logger='current')
+        self._cache.clear()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def extra_repr(self) -> str:
+        return (f'num_heads={self.bias.shape[0]}, query_hw={self.query_hw}, key_hw={self.key_hw}, '
+                f'resize_mode={self.resize_mode!r}')

@@ -10,12 +10,13 @@ from typing import Any, Callable, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 __all__ = [
     'nlc_to_nchw', 'nchw_to_nlc', 'to_ntuple', 'to_2tuple', 'drop_path_schedule', 'maybe_checkpoint',
-    'channels_last_kernel_'
+    'channels_last_kernel_', 'pad_to_multiple'
 ]
 
 
@@ -122,3 +123,16 @@ def channels_last_kernel_(conv: nn.Conv2d) -> nn.Conv2d:
     kernel = torch.empty_like(weight, memory_format=torch.channels_last).copy_(weight.detach())
     conv.weight = nn.Parameter(kernel, requires_grad=weight.requires_grad)
     return conv
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Zero-pad the bottom and right of a (B, C, H, W) map up to the next multiple of ``multiple`` (both sides).
+
+    Returns ``x`` itself when both sides are multiples already. A conv of kernel and stride ``multiple`` on the
+    result gives a ``ceil(H / multiple)`` grid (a ceil-mode downsampling).
+    """
+    H, W = x.shape[-2:]
+    pad_h, pad_w = -int(H) % multiple, -int(W) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h))
