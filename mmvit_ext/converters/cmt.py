@@ -133,7 +133,7 @@ def convert_cmt(checkpoint: Any, *, target: str) -> 'OrderedDict[str, Tensor]':
     sd = unwrap_state_dict(checkpoint)
     if any(k.startswith('backbone.') for k in sd):
         backbone, others = split_by_prefix(sd, 'backbone.')
-        head = OrderedDict((k, v) for k, v in others.items() if k.startswith(('neck.', 'head.')))
+        head = OrderedDict((k, v) for k, v in others.items() if k.startswith(('neck.conv.', 'neck.norm.', 'head.fc.')))
         others = OrderedDict((k, v) for k, v in others.items() if k not in head)
     else:
         head = OrderedDict((k, v) for k, v in sd.items() if _HEAD_KEY.match(k))

@@ -102,6 +102,20 @@ def test_reducer_shapes(name):
     assert out.shape == (2, num_kv, 16)
 
 
+@pytest.mark.parametrize('size, expected', [((13, 17), (4, 5)), ((12, 16), (3, 4))])
+def test_conv_sr_ceil_mode_pads_bottom_right(size, expected):
+    """CMT's reduction keeps every row and column: a zero-padded ceil grid; multiples of sr are not padded."""
+    torch.manual_seed(0)
+    sr = ConvSR(6, sr_ratio=4, depthwise=True, ceil_mode=True)
+    x = torch.randn(2, 6, *size)
+    out = sr(x)
+    assert out.shape == (2, expected[0] * expected[1], 6)
+    padded = F.pad(x, (0, -size[1] % 4, 0, -size[0] % 4))
+    ref = F.conv2d(padded, sr.conv.weight, sr.conv.bias, stride=4, groups=6).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(out, ref)
+    assert ConvSR(6, sr_ratio=4)(x).shape[1] == (size[0] // 4) * (size[1] // 4)  # PVT: floor
+
+
 def test_attn_bias_flows_through_reduced_kv_attention():
     """CMT adds a relative-position bias (heads, N, M) to the logits: it must reach sdpa and get a gradient."""
     torch.manual_seed(0)

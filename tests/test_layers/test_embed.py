@@ -30,3 +30,16 @@ def test_patch_embed_norm_is_configurable():
     assert PatchEmbed(3, 8, kernel_size=3, stride=2, norm_cfg=None).norm is None
     with pytest.raises(TypeError):
         PatchEmbed(3, 8, 3, 2)  # kernel_size and stride are keyword-only
+
+
+@pytest.mark.parametrize('size, expected', [((7, 9), (4, 5)), ((8, 10), (4, 5)), ((1, 2), (1, 1))])
+def test_patch_embed_pad_to_stride_is_ceil_mode(size, expected):
+    """Non-overlapping 2x2 embedding (CMT): the bottom/right zero padding gives ceil grids, multiples are untouched."""
+    torch.manual_seed(0)
+    embed = PatchEmbed(3, 8, kernel_size=2, stride=2, padding=0, pad_to_stride=True, norm_cfg=None)
+    x = torch.randn(1, 3, *size)
+    tokens, hw = embed(x)
+    assert hw == expected
+    padded = F.pad(x, (0, -size[1] % 2, 0, -size[0] % 2))
+    ref = F.conv2d(padded, embed.proj.weight, embed.proj.bias, stride=2).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(tokens, ref)

@@ -1,0 +1,42 @@
+"""ConvStem (conv -> norm/act in either order) and ResidualDWConv (x + dwconv(x) on tokens)."""
+import torch
+import torch.nn.functional as F
+
+from mmvit_ext.models.layers import ConvStem, ResidualDWConv, nchw_to_nlc, nlc_to_nchw
+
+
+def test_conv_stem_order_strides_and_keys():
+    torch.manual_seed(0)
+    stem = ConvStem(
+        3, channels=(4, 4, 6), strides=(2, 1, 2), bias=True, act_cfg=dict(type='GELU'),
+        order=('conv', 'act', 'norm')).eval()
+    with torch.no_grad():
+        for layer in stem:
+            layer.bn.running_mean.normal_()
+            layer.bn.weight.normal_()
+    assert stem.out_channels == 6
+    assert {'0.conv.weight', '0.conv.bias', '0.bn.running_var', '2.conv.bias'} <= set(stem.state_dict())
+    x = torch.randn(2, 3, 17, 20)
+    ref = x
+    for layer in stem:  # conv -> GELU -> BN, by hand
+        conv, bn = layer.conv, layer.bn
+        ref = F.gelu(F.conv2d(ref, conv.weight, conv.bias, stride=conv.stride, padding=1))
+        ref = F.batch_norm(ref, bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps)
+    with torch.no_grad():
+        out = stem(x)
+    assert out.shape == (2, 6, 5, 5)  # ceil(ceil(17 / 2) / 2), ceil(ceil(20 / 2) / 2)
+    torch.testing.assert_close(out, ref)
+    resnet_like = ConvStem(3, channels=(4, ), strides=(2, ))
+    assert resnet_like[0].conv.bias is None and resnet_like[0].order == ('conv', 'norm', 'act')
+
+
+def test_residual_dw_conv_on_tokens():
+    torch.manual_seed(0)
+    lpu = ResidualDWConv(5)
+    x = torch.randn(2, 6 * 7, 5)
+    out = lpu(x, (6, 7))
+    m = x.transpose(1, 2).reshape(2, 5, 6, 7)
+    ref = (F.conv2d(m, lpu.conv.weight, lpu.conv.bias, padding=1, groups=5) + m).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(out, ref)
+    assert out.is_contiguous()  # a view of the channels-last map: tokens without a copy
+    assert torch.equal(nchw_to_nlc(nlc_to_nchw(out, (6, 7))), out)
