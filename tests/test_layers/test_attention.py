@@ -30,6 +30,28 @@ def test_sdpa_matches_reference(fused, scale, with_bias):
     torch.testing.assert_close(out, reference_attention(q, k, v, bias, scale), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('bias_shape', [(3, 10, 7), (2, 3, 10, 7), (2, 1, 10, 7), (1, 1, 1, 7)])
+@pytest.mark.parametrize('grad', [False, True])
+def test_sdpa_with_a_bias_on_cpu_is_explicit_and_sliced_in_inference(monkeypatch, bias_shape, grad):
+    """On CPU a biased sdpa() skips the fused kernel (slower there); in inference it works on slices of query rows,
+    in place; any broadcastable bias; the same numbers either way."""
+    import mmvit_ext.models.layers.attention as attention
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, 10, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 5)
+    bias = torch.randn(*bias_shape)
+    fused = []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, 'scaled_dot_product_attention', lambda *a, **kw: fused.append(1) or real(*a, **kw))
+    monkeypatch.setattr(attention, 'ATTN_CHUNK_ELEMENTS', 3 * 7 * 2 * 4)  # slices of 4 query rows: 4 + 4 + 2
+    q.requires_grad_(grad)
+    with torch.set_grad_enabled(grad):
+        out = sdpa(q, k, v, attn_bias=bias)
+    assert fused == []
+    torch.testing.assert_close(out, reference_attention(q.detach(), k, v, bias), rtol=1e-5, atol=1e-5)
+    sdpa(q, k, v)  # without a bias the fused kernel runs
+    assert fused == [1]
+
+
 def test_scale_is_a_multiplier_not_a_divisor():
     torch.manual_seed(0)
     q, k, v = torch.randn(1, 1, 6, 4), torch.randn(1, 1, 5, 4), torch.randn(1, 1, 5, 4)

@@ -174,7 +174,8 @@ def test_matches_nchw_reference_outputs_and_gradients(name, train):
 
 @pytest.mark.parametrize('name', sorted(VARIANTS))
 def test_inference_equals_autograd_path_and_keeps_input(name):
-    """Without autograd the activations run in place; same numbers, and the input tokens are not touched."""
+    """Without autograd the activations run in place (and eval-mode BatchNorms are folded into the matrix products
+    or applied as in-place affine maps); same numbers, up to rounding with folding, and the input is not touched."""
     _, ffn, _ = make_pair(name)
     ffn.eval()
     x = torch.randn(2, HW[0] * HW[1], C)
@@ -182,7 +183,8 @@ def test_inference_equals_autograd_path_and_keeps_input(name):
     with_grad = ffn(x, HW)
     with torch.no_grad():
         without = ffn(x, HW)
-    torch.testing.assert_close(without, with_grad, rtol=0, atol=0)
+    tol = 2e-6 if ffn.norm1 is not None else 0  # folded BatchNorms round differently
+    torch.testing.assert_close(without, with_grad, rtol=tol, atol=tol)
     torch.testing.assert_close(x, x_copy, rtol=0, atol=0)
 
 
@@ -195,13 +197,42 @@ def test_inference_micro_batches_equal_one_batch(name, monkeypatch):
     x = torch.randn(5, HW[0] * HW[1], C)
     whole = ffn(x, HW)  # autograd on: never split
     calls = []
-    forward = ffn._forward
-    monkeypatch.setattr(ffn, '_forward', lambda t: calls.append(t.shape[0]) or forward(t))
+    for method in ('_forward', '_forward_folded'):
+        forward = getattr(ffn, method)
+        monkeypatch.setattr(ffn, method, lambda t, forward=forward: calls.append(t.shape[0]) or forward(t))
     monkeypatch.setattr(ffn_module, 'INFERENCE_CHUNK_ELEMENTS', 2 * HW[0] * HW[1] * HIDDEN)
     with torch.no_grad():
         parts = ffn(x, HW)
     assert calls == [2, 2, 1]
     torch.testing.assert_close(parts, whole, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(order=('conv', 'act', 'norm')),
+    dict(order=('conv', 'norm', 'act')),
+    dict(order=('conv', 'act', 'norm'), fc2_act=True),
+    dict(order=('conv', 'norm', 'act'), fc2_act=True, dw_residual=True),
+    dict(fc1_act=False, norm_after=('fc1', 'conv')),
+    dict(norm_after=('fc2', )),
+])
+def test_eval_batch_norms_fold_exactly(kwargs):
+    """Every placement of an eval-mode BatchNorm: folded (into fc1/fc2) or in-place affine, same function."""
+    torch.manual_seed(0)
+    ffn = ConvFFN(6, hidden_dims=20, act_cfg=dict(type='GELU'), norm_cfg=dict(type='BN'), **kwargs)
+    for m in ffn.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.)
+            m.weight.data.normal_(1., 0.3)
+            m.bias.data.normal_()
+    ffn.eval()
+    x = torch.randn(2, 20, 6)
+    expected = ffn(x, (4, 5))  # autograd on: the plain path
+    with torch.no_grad():
+        assert ffn._foldable()
+        torch.testing.assert_close(ffn(x, (4, 5)), expected, rtol=1e-5, atol=1e-5)
+    ffn.norm1.train() if ffn.norm1 is not None else ffn.norm3.train()
+    assert not ffn._foldable()  # a train-mode BatchNorm: the plain path
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,10 @@ CMT (arXiv 2107.06263). No code is copied from those repositories.
 
 * :func:`sdpa` is the only place where attention weights are computed. It calls
   ``F.scaled_dot_product_attention`` unless the eager path is selected with :func:`use_fused_attn` (for ONNX
-  export of older opsets and FLOP counters that skip the fused op). ``scale`` multiplies the logits, as in torch.
+  export of older opsets and FLOP counters that skip the fused op), or an additive bias is given on CPU: PyTorch's
+  CPU kernel with a float mask is 1.4-3x slower than the explicit product for the shapes of CMT and of window
+  attention (torch 2.12, measured in docs/models/cmt.md), so those run explicitly, in inference in place and in
+  slices of query rows. ``scale`` multiplies the logits, as in torch.
 * :class:`ReducedKVAttention` takes queries from every token and keys/values from a shorter sequence built by a
   *reducer* module: :class:`ConvSR` (PVT, CMT), :class:`AvgPoolSR` (PVTv2-li) or :class:`PyramidPoolSR` (P2T).
 """
@@ -73,16 +76,40 @@ def sdpa(q: Tensor,
     Returns:
         Tensor: (B, heads, N, head_dims_v).
     """
-    if _FUSED_ATTN:
+    if _FUSED_ATTN and not (attn_bias is not None and q.device.type == 'cpu'):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=scale)
     scale = q.shape[-1]**-0.5 if scale is None else scale
-    attn = (q * scale) @ k.transpose(-2, -1)  # B, heads, N, M
+    if dropout_p == 0. and not (torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting()):
+        return _explicit_attention_inference(q, k, v, attn_bias, scale)
+    attn = (q @ k.transpose(-2, -1)) * scale  # B, heads, N, M
     if attn_bias is not None:
         attn = attn + attn_bias
     attn = attn.softmax(dim=-1)
     if dropout_p > 0.:
         attn = F.dropout(attn, p=dropout_p)
     return attn @ v
+
+
+#: Logit elements per chunk of queries in explicit inference attention: the logits of a large map (CMT stage 1 at
+#: 800x1344 has 67200 x 1050 per head and image) are computed a slice of query rows at a time (softmax is per row,
+#: so the result is the same), which bounds the extra memory to 16 MB and keeps the slice in cache.
+ATTN_CHUNK_ELEMENTS = 2**22
+
+
+def _explicit_attention_inference(q: Tensor, k: Tensor, v: Tensor, attn_bias: Optional[Tensor], scale: float) -> Tensor:
+    """``softmax(q @ k^T * scale + attn_bias) @ v`` without autograd: in place, in slices of query rows."""
+    N, M = q.shape[-2], k.shape[-2]
+    rows = max(1, ATTN_CHUNK_ELEMENTS // max(1, q[..., :1, :1].numel() * M))
+    k_t = k.transpose(-2, -1)
+    bias_rows = attn_bias is not None and attn_bias.dim() >= 2 and attn_bias.shape[-2] != 1
+    outs = []
+    for start in range(0, N, rows):
+        attn = q[..., start:start + rows, :] @ k_t  # B, heads, n, M (a fresh tensor)
+        attn.mul_(scale)
+        if attn_bias is not None:
+            attn.add_(attn_bias[..., start:start + rows, :] if bias_rows else attn_bias)
+        outs.append(attn.softmax(dim=-1) @ v)
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-2)
 
 
 class ReducedKVAttention(nn.Module):

@@ -3,8 +3,10 @@
 Written for mmvit_ext after the conv stems of CMT (arXiv 2107.06263, Sec. 3.1) and ResT (arXiv 2105.13677) and
 the residual depthwise conv of CMT's Local Perception Unit (also CPVT's PEG, arXiv 2102.10882). No code is copied.
 """
+import warnings
 from typing import Sequence, Tuple
 
+import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from torch import Tensor
@@ -54,8 +56,11 @@ class ConvStem(nn.Sequential):
         assert len(channels) == len(strides) > 0, f'{len(channels)} channels for {len(strides)} strides'
         layers, cin = [], in_channels
         for cout, stride in zip(channels, strides):
-            layers.append(
-                ConvModule(
+            with warnings.catch_warnings():
+                # mmcv warns of a conv bias before a norm; with the activation in between (CMT) it is not redundant
+                if order.index('act') < order.index('norm'):
+                    warnings.filterwarnings('ignore', message='Unnecessary conv bias')
+                layer = ConvModule(
                     cin,
                     cout,
                     kernel_size,
@@ -64,7 +69,8 @@ class ConvStem(nn.Sequential):
                     bias=bias,
                     norm_cfg=norm_cfg,
                     act_cfg=act_cfg,
-                    order=tuple(order)))
+                    order=tuple(order))
+            layers.append(layer)
             cin = cout
         super().__init__(*layers)
         self.out_channels = cin
@@ -92,4 +98,6 @@ class ResidualDWConv(nn.Module):
 
     def forward(self, x: Tensor, hw_shape: Tuple[int, int]) -> Tensor:
         x = nlc_to_nchw(x, hw_shape)  # B, N, C -> B, C, H, W (channels-last view)
-        return nchw_to_nlc(self.conv(x) + x)
+        y = self.conv(x)
+        # in inference the conv's fresh output takes the residual in place
+        return nchw_to_nlc(y.add_(x) if not torch.is_grad_enabled() else y + x)

@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from mmvit_ext.utils.errors import ConfigError
@@ -51,6 +52,36 @@ def _keep_products(ctx, op, *args, **kwargs) -> CheckpointPolicy:
 
 def _recompute_activations_context():
     return create_selective_checkpoint_contexts(_keep_products)
+
+
+def _eval_batch_norm(norm: nn.Module) -> bool:
+    """A BatchNorm (or SyncBatchNorm) that normalises with its running statistics."""
+    return isinstance(norm, _BatchNorm) and not norm.training and norm.running_var is not None
+
+
+def _bn_scale_shift(norm: _BatchNorm) -> Tuple[Tensor, Tensor]:
+    """Eval-mode BatchNorm as ``x * scale + shift`` per channel."""
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -norm.running_mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    return scale, shift
+
+
+def _fold_after(weight: Tensor, bias: Optional[Tensor], norm: _BatchNorm) -> Tuple[Tensor, Tensor]:
+    """``norm(x @ W^T + b)`` as one matrix product: rows of W and b scaled, shift added."""
+    scale, shift = _bn_scale_shift(norm)
+    bias = shift if bias is None else bias * scale + shift
+    return weight * scale[:, None], bias
+
+
+def _fold_before(weight: Tensor, bias: Optional[Tensor], norm: _BatchNorm) -> Tuple[Tensor, Tensor]:
+    """``norm(x) @ W^T + b`` as one matrix product: columns of W scaled, ``W @ shift`` added to b."""
+    scale, shift = _bn_scale_shift(norm)
+    folded = weight @ shift
+    return weight * scale[None, :], folded if bias is None else bias + folded
 
 
 class ConvFFN(nn.Module):
@@ -200,10 +231,55 @@ class ConvFFN(nn.Module):
         elif self.training or not _eager_no_grad():
             x = self._forward(x)
         else:
-            # inference: micro-batches whose hidden map stays small (every op is per sample in eval mode)
-            chunk = max(1, INFERENCE_CHUNK_ELEMENTS // (H * W * self.conv.out_channels))
-            x = torch.cat([self._forward(part) for part in x.split(chunk)]) if chunk < B else self._forward(x)
+            # inference: equal micro-batches whose hidden map stays small (every op is per sample in eval mode)
+            forward = self._forward_folded if self._foldable() else self._forward
+            parts = -(-B * H * W * self.conv.out_channels // INFERENCE_CHUNK_ELEMENTS)
+            x = torch.cat([forward(part) for part in x.chunk(parts)]) if parts > 1 else forward(x)
         return x.reshape(B, N, -1)
+
+    def _foldable(self) -> bool:
+        return all(norm is None or _eval_batch_norm(norm) for norm in (self.norm1, self.norm2, self.norm3))
+
+    def _forward_folded(self, x: Tensor) -> Tensor:
+        """Inference with eval-mode BatchNorms: (B, H, W, C) -> (B, H, W, C), the same function as
+        :meth:`_forward`.
+
+        A BatchNorm right after ``fc1``/``fc2`` (or right before ``fc2``) is folded into that matrix product's
+        weights; any other one is an in-place per-channel affine map; the residual add and the activations run in
+        place on fresh buffers. CMT's IRFFN thus runs ``norm2`` and ``norm3`` inside ``fc2``.
+        """
+        w1, b1 = self.fc1.weight.flatten(1), self.fc1.bias
+        norm1, norm2, norm3 = self.norm1, self.norm2, self.norm3
+        if norm1 is not None and (self.norm_first or self.act1 is None):  # fc1 -> norm1
+            w1, b1 = _fold_after(w1, b1, norm1)
+            norm1 = None
+        x = self._act_affine(F.linear(x, w1, b1), self.act1, norm1)  # B, H, W, hidden
+        # B, H, W, hidden -> B, hidden, H, W (channels-last view, no copy)
+        y = self.conv(x.permute(0, 3, 1, 2))
+        if self.dw_residual:
+            y.add_(x.permute(0, 3, 1, 2))
+        w2, b2 = self.fc2.weight.flatten(1), self.fc2.bias
+        y = y.permute(0, 2, 3, 1)  # B, H, W, hidden (a view: the conv keeps channels-last)
+        if norm2 is not None and not self.norm_first:  # act2 -> norm2 -> fc2
+            y = self._act_affine(y, self.act2, None)
+            w2, b2 = _fold_before(w2, b2, norm2)
+        else:
+            y = self._act_affine(y, self.act2, norm2)
+        if norm3 is not None and (self.norm_first or self.act3 is None):  # fc2 -> norm3
+            w2, b2 = _fold_after(w2, b2, norm3)
+            norm3 = None
+        return self._act_affine(F.linear(y, w2, b2), self.act3, norm3)
+
+    def _act_affine(self, x: Tensor, act: Optional[nn.Module], norm: Optional[nn.Module]) -> Tensor:
+        """Activation and eval-mode BatchNorm (as an affine map) of a fresh (B, H, W, C) tensor, in place."""
+        if act is not None and not self.norm_first:
+            x = self._act(act, x)
+        if norm is not None:
+            scale, shift = _bn_scale_shift(norm)
+            x = torch.addcmul(shift, x, scale, out=x)
+        if act is not None and self.norm_first:
+            x = self._act(act, x)
+        return x
 
     def _forward(self, x: Tensor) -> Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""
