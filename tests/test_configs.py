@@ -100,7 +100,11 @@ def test_config_builds_and_runs(path):
         stride = 16 if type(head).__name__ == 'SegmenterMaskTransformerHead' else 4  # Segmenter: patch size
         assert out.shape == (1, head.num_classes, 128 // stride, 160 // stride)
     else:
-        assert model.head.in_channels == channels[-1], 'head.in_channels must equal the last backbone output'
+        neck = getattr(model, 'neck', None)
+        if hasattr(neck, 'in_channels'):  # a neck that changes the width (CMT's ConvPoolNeck)
+            assert neck.in_channels == channels[-1], 'neck.in_channels must equal the last backbone output'
+        expected = getattr(neck, 'out_channels', channels[-1])
+        assert model.head.in_channels == expected, 'head.in_channels must equal what the neck (or backbone) gives'
         with torch.no_grad():
             logits = model(torch.randn(2, 3, 96, 96), mode='tensor')
         assert logits.shape == (2, model.head.num_classes)

@@ -9,7 +9,7 @@ Official layout (bare, or wrapped in ``model`` / ``model_ema`` / ``state_dict``;
 
 mmvit_ext layout (stage ``i`` = 0..3 for ``a..d``)::
 
-    stem.{k-1}.conv.*  stem.{k-1}.bn.*  stages.{i}.downsample.{proj,norm}.*  stages.{i}.relative_pos.bias
+    stem.{k-1}.conv.*  stem.{k-1}.bn.*  stages.{i}.downsample.{proj,norm}.*  stages.{i}.relative_pos.table
     stages.{i}.blocks.{n}.{lpu.conv,norm1,norm2}.*  attn.{q,kv,proj}.*  (kv = cat(k, v))  attn.sr.{conv,norm}.*
     mlp.{fc1,norm1,conv,norm2,fc2,norm3}.*  classifier: neck.conv.*  neck.norm.*  head.fc.*
 
@@ -67,13 +67,13 @@ BACKBONE_RULES = [
     (rf'stem_conv([123])\.({_WB})', lambda m: f'stem.{int(m[1]) - 1}.conv.{m[2]}'),
     (rf'stem_norm([123])\.({_BN})', lambda m: f'stem.{int(m[1]) - 1}.bn.{m[2]}'),
     (rf'patch_embed_([abcd])\.((?:proj|norm)\.{_WB})', lambda m: f'stages.{_STAGE[m[1]]}.downsample.{m[2]}'),
-    (r'relative_pos_([abcd])', lambda m: f'stages.{_STAGE[m[1]]}.relative_pos.bias'),
+    (r'relative_pos_([abcd])', lambda m: f'stages.{_STAGE[m[1]]}.relative_pos.table'),
     *[_block_rule(official, ours) for official, ours in _BLOCK_MOVES.items()],
     *[_block_rule(kept, kept) for kept in _BLOCK_KEPT],
     # ours -> ours (idempotence)
     (rf'(stem\.[012]\.(?:conv\.{_WB}|bn\.{_BN}))',                  r'\1'),
     (rf'(stages\.\d+\.downsample\.(?:proj|norm)\.{_WB})',           r'\1'),
-    (r'(stages\.\d+\.relative_pos\.bias)',                          r'\1'),
+    (r'(stages\.\d+\.relative_pos\.table)',                          r'\1'),
     (rf'(stages\.\d+\.blocks\.\d+\.(?:{_OUR_LEAVES}))',             r'\1'),
 ]
 HEAD_RULES = [

@@ -35,8 +35,8 @@ def test_official_parameter_counts_with_the_classifier_head(arch, total, entries
 def test_layer_settings_follow_the_paper():
     model = CMT('small')
     assert model.pretrain_img_size == (224, 224)
-    assert [tuple(s.relative_pos.bias.shape) for s in model.stages] == [(1, 3136, 49), (2, 784, 49), (4, 196, 49),
-                                                                        (8, 49, 49)]
+    assert [tuple(s.relative_pos.table.shape) for s in model.stages] == [(1, 3136, 49), (2, 784, 49), (4, 196, 49),
+                                                                         (8, 49, 49)]
     block = model.stages[0].blocks[0]
     assert model.stages[0].downsample.norm.eps == 1e-5 and block.norm1.eps == block.norm2.eps == 1e-6
     assert block.attn.sr.conv.groups == 64 and block.attn.sr.conv.stride == (8, 8)
@@ -86,7 +86,7 @@ def test_any_size_with_ceil_padding_only_where_needed(monkeypatch, size):
 def test_other_sizes_train_the_tables():
     model = CMT(SHALLOW, pretrain_img_size=64).train()
     model(torch.randn(2, 3, 96, 64))[-1].sum().backward()
-    assert all(s.relative_pos.bias.grad.abs().sum() > 0 for s in model.stages)
+    assert all(s.relative_pos.table.grad.abs().sum() > 0 for s in model.stages)
 
 
 def test_bias_resize_mode_is_an_argument():

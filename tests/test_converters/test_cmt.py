@@ -278,7 +278,7 @@ def test_tables_of_another_resolution_are_resized_on_load(shallow_ref, tmp_path)
     torch.save(shallow_ref.state_dict(), path)
     model = CMT(SHALLOW, pretrain_img_size=128, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model.init_weights()
-    table = model.stages[0].relative_pos.bias
+    table = model.stages[0].relative_pos.table
     assert tuple(table.shape) == (1, 32 * 32, 4 * 4)
     # the same resize happens at forward time in a model made for 64 px: equal outputs at 128 px
     native = CMT(SHALLOW, pretrain_img_size=64, init_cfg=dict(type='Pretrained', checkpoint=str(path)))

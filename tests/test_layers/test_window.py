@@ -77,7 +77,7 @@ def test_query_key_bias_resize():
 
 def test_query_key_bias_module_exact_at_its_grids_smooth_elsewhere():
     module = QueryKeyBias(num_heads=2, query_hw=(8, 8), key_hw=(8, 8))
-    assert module((8, 8), (8, 8)) is module.bias  # the training grids: the parameter itself, bit-exact
+    assert module((8, 8), (8, 8)) is module.table  # the training grids: the parameter itself, bit-exact
 
     # a smooth table (a plane over the normalised cell centres, values in [-4, 7]) stays close to that plane on other
     # grids: within 0.05 where bicubic has all four taps inside the table (PyTorch's a = -0.75 kernel is not exact
@@ -90,7 +90,7 @@ def test_query_key_bias_module_exact_at_its_grids_smooth_elsewhere():
         return torch.stack([q[:, None] + k[None], q[:, None] - k[None]])
 
     with torch.no_grad():
-        module.bias.copy_(plane((8, 8), (8, 8)))
+        module.table.copy_(plane((8, 8), (8, 8)))
     out = module((12, 10), (6, 5))
     assert out.shape == (2, 120, 30)
     inner = plane((12, 10), (6, 5)).view(2, 12, 10, 6, 5)[:, 2:-2, 2:-2, 1:-1, 1:-1]
@@ -107,13 +107,13 @@ def test_query_key_bias_cache_and_gradients():
         assert module((6, 6), (3, 3)) is not first  # cache_size 1: the last size only
         assert module((6, 6), (3, 3)) is module((6, 6), (3, 3))
         cached = module((6, 6), (3, 3))
-        module.bias.add_(1.)  # an optimizer step or a load: recomputed
+        module.table.add_(1.)  # an optimizer step or a load: recomputed
         torch.testing.assert_close(module((6, 6), (3, 3)), cached + 1.)
     assert other.shape == (1, 32, 8)
     out = module((6, 6), (3, 3))  # with autograd: part of the graph, never cached
     assert out.requires_grad and out is not module((6, 6), (3, 3))
     out.sum().backward()
-    assert module.bias.grad is not None and module.bias.grad.abs().sum() > 0
+    assert module.table.grad is not None and module.table.grad.abs().sum() > 0
     uncached = QueryKeyBias(num_heads=1, query_hw=(4, 4), key_hw=(2, 2), cache_size=0)
     with torch.no_grad():
         assert uncached((6, 6), (3, 3)) is not uncached((6, 6), (3, 3))
@@ -122,10 +122,10 @@ def test_query_key_bias_cache_and_gradients():
 def test_query_key_bias_resizes_square_tables_on_load():
     module = QueryKeyBias(num_heads=2, query_hw=(8, 8), key_hw=(2, 2))
     table = torch.randn(2, 16, 1)  # trained with a 4x4 query grid and a 1x1 key grid
-    module.load_state_dict({'bias': table})
-    torch.testing.assert_close(module.bias.data, resize_query_key_bias(table, (4, 4), (1, 1), (8, 8), (2, 2)))
+    module.load_state_dict({'table': table})
+    torch.testing.assert_close(module.table.data, resize_query_key_bias(table, (4, 4), (1, 1), (8, 8), (2, 2)))
     with pytest.raises(RuntimeError, match='size mismatch'):  # another head count is not guessed
-        module.load_state_dict({'bias': torch.randn(3, 16, 1)})
+        module.load_state_dict({'table': torch.randn(3, 16, 1)})
 
 
 def naive_window_msa(msa, x, hw, shift=(0, 0)):

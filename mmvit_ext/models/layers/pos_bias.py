@@ -214,8 +214,9 @@ def resize_query_key_bias(bias: Tensor,
 class QueryKeyBias(nn.Module):
     """A learned additive logit bias of shape (heads, Nq, Nk) for one query grid and one key grid (CMT).
 
-    The parameter ``bias`` is tied to the training grids ``query_hw`` x ``key_hw``. :meth:`forward` returns it
-    unchanged for those grids (so outputs at the training size are exact) and otherwise resizes it with
+    The parameter ``table`` (not named ``bias``, so that optimizer rules for biases, e.g. MMEngine's
+    ``bias_decay_mult``, do not catch it) is tied to the training grids ``query_hw`` x ``key_hw``. :meth:`forward`
+    returns it unchanged for those grids (so outputs at the training size are exact) and otherwise resizes it with
     :func:`resize_query_key_bias` (``resize_mode``, bicubic by default as the CMT paper states). In inference
     (autograd off, not traced) the resized bias is cached for the last ``cache_size`` grid pairs and recomputed
     when the parameter changes (its version counter) or moves; in training the resize is part of the graph, so
@@ -252,16 +253,16 @@ class QueryKeyBias(nn.Module):
         self.resize_mode = resize_mode
         self.cache_size = int(cache_size)
         nq, nk = self.query_hw[0] * self.query_hw[1], self.key_hw[0] * self.key_hw[1]
-        self.bias = nn.Parameter(torch.randn(num_heads, nq, nk))  # CMT initialises it with std 1
+        self.table = nn.Parameter(torch.randn(num_heads, nq, nk))  # CMT initialises it with std 1
         self._cache: 'OrderedDict[tuple, Tensor]' = OrderedDict()
 
     def forward(self, query_hw: Tuple[int, int], key_hw: Tuple[int, int]) -> Tensor:
         query_hw, key_hw = tuple(query_hw), tuple(key_hw)
         if query_hw == self.query_hw and key_hw == self.key_hw:
-            return self.bias
+            return self.table
         if self.cache_size <= 0 or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting():
             return self._resize(query_hw, key_hw)
-        key = (query_hw, key_hw, self.bias.device, self.bias.dtype, self.bias._version, self.bias.data_ptr())
+        key = (query_hw, key_hw, self.table.device, self.table.dtype, self.table._version, self.table.data_ptr())
         bias = self._cache.pop(key, None)
         if bias is None:
             bias = self._resize(query_hw, key_hw)
@@ -271,13 +272,13 @@ class QueryKeyBias(nn.Module):
         return bias
 
     def _resize(self, query_hw: Tuple[int, int], key_hw: Tuple[int, int]) -> Tensor:
-        return resize_query_key_bias(self.bias, self.query_hw, self.key_hw, query_hw, key_hw, mode=self.resize_mode)
+        return resize_query_key_bias(self.table, self.query_hw, self.key_hw, query_hw, key_hw, mode=self.resize_mode)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs) -> None:
-        key = prefix + 'bias'
+        key = prefix + 'table'
         table = state_dict.get(key)
-        own = self.bias
+        own = self.table
         if table is not None and table.dim() == 3 and table.shape != own.shape and table.shape[0] == own.shape[0]:
             q_side, k_side = round(table.shape[1]**0.5), round(table.shape[2]**0.5)
             if q_side * q_side == table.shape[1] and k_side * k_side == table.shape[2]:
@@ -293,5 +294,5 @@ class QueryKeyBias(nn.Module):
                                       error_msgs)
 
     def extra_repr(self) -> str:
-        return (f'num_heads={self.bias.shape[0]}, query_hw={self.query_hw}, key_hw={self.key_hw}, '
+        return (f'num_heads={self.table.shape[0]}, query_hw={self.query_hw}, key_hw={self.key_hw}, '
                 f'resize_mode={self.resize_mode!r}')

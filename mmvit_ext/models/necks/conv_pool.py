@@ -45,6 +45,7 @@ class ConvPoolNeck(BaseModule):
                  dropout: float = 0.,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1)
         self.norm = build_norm_layer(norm_cfg, out_channels)[1] if norm_cfg is not None else None
         self.act = build_activation_layer(act_cfg) if act_cfg is not None else None

@@ -1,0 +1,3 @@
+# Mask R-CNN + CMT-Tiny, COCO 1x (the PVT/P2T recipe; CMT has no official one).
+_base_ = ['../_base_/recipes/mask-rcnn_cmt_fpn_1x_coco.py', '../_base_/models/cmt-ti.py']
+model = dict(backbone=dict(_delete_=True, **_base_.cmt_dense_backbone), neck=dict(in_channels=_base_.cmt_channels))
