@@ -124,6 +124,7 @@ _CONVENTION_UNCOUNTED = frozenset({
     'aten::pad',
     'aten::reflection_pad2d',
     'aten::replicate_pad2d',
+    'aten::upsample_bicubic2d',  # CMT's bias resize: once per input size, not per image
     'aten::pixel_shuffle',
     'aten::pixel_unshuffle',
     'aten::im2col',
