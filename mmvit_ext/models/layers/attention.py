@@ -124,7 +124,7 @@ class ReducedKVAttention(nn.Module):
     =========================  ==============================================  ============================
     PVT / PVTv2 / Twins-GSA    ``ConvSR(sr_ratio=r)``                          LN / None
     PVTv2-li                   ``AvgPoolSR(pool_size=7)``                      LN / GELU
-    CMT (LMHSA)                ``ConvSR(sr_ratio=r, depthwise=True, BN)``      None / None, plus attn_bias
+    CMT (LMHSA)                ``ConvSR(r, depthwise=True, BN, ceil_mode)``    None / None, plus attn_bias
     P2T (P-MHSA)               ``PyramidPoolSR(pool_ratios)``                  LN eps 1e-5 / None
     =========================  ==============================================  ============================
 

@@ -121,10 +121,12 @@ class ConvFFN(nn.Module):
     NOTE: ``fc1`` and ``fc2`` are ``nn.Conv2d`` 1x1 modules, so official 4-D kernels load 1:1, but they run as
     matrix products on the (B, N, C) tokens. A (B, N, C) tensor is a channels-last (B, C, H, W) map, so the
     depthwise conv and the norms read the tokens in place and no layout copy is made anywhere in the FFN. There is
-    one forward path for training, inference, tracing and export. In inference (autograd off, not traced) the
-    activations overwrite the conv/norm outputs instead of allocating new hidden-size tensors, and eval-mode
-    inference runs in micro-batches of at most ``INFERENCE_CHUNK_ELEMENTS`` hidden elements: fewer fresh pages per
-    call. No private fused kernels: see docs/models/p2t.md, "Speed and memory", for what that costs.
+    one forward path for training, tracing and export. In inference (autograd off, not traced) the
+    activations overwrite the conv/norm outputs instead of allocating new hidden-size tensors, eval-mode BatchNorms
+    are folded into ``fc1``/``fc2`` where they touch them and are in-place affine maps elsewhere
+    (:meth:`_forward_folded`), and eval-mode inference runs in equal micro-batches of at most
+    ``INFERENCE_CHUNK_ELEMENTS`` hidden elements: fewer fresh pages per call. No private fused kernels: see
+    docs/models/p2t.md, "Speed and memory", for what that costs.
 
     NOTE: With ``recompute_act`` (training), backward keeps the outputs of the matrix products and convs and
     recomputes the activations from them (selective activation checkpointing) instead of also storing the
