@@ -81,9 +81,10 @@ def sdpa(q: Tensor,
     scale = q.shape[-1]**-0.5 if scale is None else scale
     if dropout_p == 0. and not (torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting()):
         return _explicit_attention_inference(q, k, v, attn_bias, scale)
-    attn = (q @ k.transpose(-2, -1)) * scale  # B, heads, N, M
+    # the product is a fresh tensor that backward does not need: scale it and add the bias in place
+    attn = (q @ k.transpose(-2, -1)).mul_(scale)  # B, heads, N, M
     if attn_bias is not None:
-        attn = attn + attn_bias
+        attn = attn.add_(attn_bias)
     attn = attn.softmax(dim=-1)
     if dropout_p > 0.:
         attn = F.dropout(attn, p=dropout_p)

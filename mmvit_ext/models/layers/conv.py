@@ -6,7 +6,6 @@ the residual depthwise conv of CMT's Local Perception Unit (also CPVT's PEG, arX
 import warnings
 from typing import Sequence, Tuple
 
-import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from torch import Tensor
@@ -98,6 +97,5 @@ class ResidualDWConv(nn.Module):
 
     def forward(self, x: Tensor, hw_shape: Tuple[int, int]) -> Tensor:
         x = nlc_to_nchw(x, hw_shape)  # B, N, C -> B, C, H, W (channels-last view)
-        y = self.conv(x)
-        # in inference the conv's fresh output takes the residual in place
-        return nchw_to_nlc(y.add_(x) if not torch.is_grad_enabled() else y + x)
+        # the conv's output is fresh and not needed by backward: it takes the residual in place
+        return nchw_to_nlc(self.conv(x).add_(x))
