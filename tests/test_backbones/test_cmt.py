@@ -1,6 +1,9 @@
 """CMT specifics: the official parameter counts, the per-stage relative-position bias at the training size and
 at other sizes, ceil-mode padding for sizes that are not multiples of 32, and the arch checks. Official-output parity
 is in tests/test_converters/test_cmt.py, the common battery in test_common.py."""
+import io
+import warnings
+
 import pytest
 import torch
 import torch.nn as nn
@@ -118,3 +121,26 @@ def test_minimum_size_follows_the_deepest_output():
 def test_bad_arguments_name_the_fix(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         CMT(**kwargs)
+
+
+@pytest.mark.parametrize('size', [(64, 64), (100, 130)])  # tables as stored; resized tables and ceil padding
+def test_jit_trace_and_onnx_export_equal_eager(size):
+    torch.manual_seed(0)
+    model = CMT(SHALLOW, pretrain_img_size=64).eval()
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        expected = model(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        traced = torch.jit.trace(model, x, check_trace=False)
+    with torch.no_grad(), torch.jit.optimized_execution(False):
+        for out, ref in zip(traced(x), expected):
+            torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    ort = pytest.importorskip('onnxruntime')
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        torch.onnx.export(model, (x, ), buffer, dynamo=False, opset_version=17, input_names=['x'])
+    outs = ort.InferenceSession(buffer.getvalue(), providers=['CPUExecutionProvider']).run(None, {'x': x.numpy()})
+    for out, ref in zip(outs, expected):
+        torch.testing.assert_close(torch.from_numpy(out), ref, rtol=1e-4, atol=1e-4)
