@@ -107,7 +107,7 @@ def test_bias_resize_mode_is_an_argument():
 
 def test_minimum_size_follows_the_deepest_output():
     assert CMT(SHALLOW).min_input_size == 32 and CMT(SHALLOW, out_indices=(0, )).min_input_size == 4
-    with pytest.raises(ConfigError, match=r'at least 32x32 px .*got 31x64'):
+    with pytest.raises(ConfigError, match=r'at least 32x32 px, got 31x64: the stride of output 3, the deepest'):
         CMT(SHALLOW)(torch.randn(1, 3, 31, 64))
 
 

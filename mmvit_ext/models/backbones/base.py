@@ -20,7 +20,8 @@ A subclass
 4. builds ``self.stages`` (an ``nn.ModuleList``), sets ``self.feature_channels`` and ``self.feature_strides``
    (one entry per selectable output) and finally calls ``self._freeze_stages()``;
 5. overrides ``_frozen_modules()`` if its stem is not ``self.stem``;
-6. wraps each block call in ``maybe_checkpoint(block, ..., enabled=self.with_cp)``.
+6. wraps each block call in ``maybe_checkpoint(block, ..., enabled=self.with_cp)``;
+7. in a chain, forwards with :meth:`forward_chain`, after :meth:`check_input_size` if it sets ``min_input_size``.
 """
 import copy
 from typing import Any, ClassVar, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
@@ -30,6 +31,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import initialize
 from mmengine.runner import CheckpointLoader
+from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmvit_ext.converters import get_converter, is_official_layout
@@ -85,6 +87,8 @@ class BaseViTBackbone(BaseModule):
 
     feature_channels: Tuple[int, ...]
     feature_strides: Tuple[int, ...]
+    #: Smallest input side the backbone accepts (set by the subclass; None: any), see :meth:`check_input_size`.
+    min_input_size: Optional[int] = None
 
     def __init__(self,
                  arch: Union[str, dict],
@@ -170,6 +174,27 @@ class BaseViTBackbone(BaseModule):
     @property
     def out_strides(self) -> Tuple[int, ...]:
         return tuple(self.feature_strides[i] for i in self.out_indices)
+
+    # ------------------------------------------------------------------ forward helpers
+    def check_input_size(self, x: Tensor, reason: str) -> None:
+        """Raise a :class:`ConfigError` (a ``ValueError``) naming ``min_input_size`` and ``reason`` if a side of the
+        (B, C, H, W) input ``x`` is smaller."""
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        minimum = self.min_input_size
+        if minimum is not None and min(height, width) < minimum:
+            raise ConfigError(f'{type(self).__name__} needs inputs of at least {minimum}x{minimum} px, got '
+                              f'{height}x{width}: {reason}. Resize or pad the input (e.g. a Resize or Pad transform '
+                              'in the pipeline).')
+
+    def forward_chain(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """Forward of a chain of stages (``stage(x, with_cp=...)``): the stages up to the last of ``out_indices``
+        (later ones are not computed), each selected output made contiguous."""
+        outs = []
+        for i, stage in enumerate(self.stages[:self.out_indices[-1] + 1]):
+            x = stage(x, with_cp=self.with_cp)
+            if i in self.out_indices:
+                outs.append(x.contiguous())
+        return tuple(outs)
 
     # ------------------------------------------------------------------ state-dict versions
     def upgrade_state_dict(self, state_dict: Dict[str, Any], prefix: str, version: Optional[int]) -> None:

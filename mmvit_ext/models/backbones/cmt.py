@@ -327,18 +327,7 @@ class CMT(BaseViTBackbone):
             tuple[Tensor]: For each of ``out_indices``, a contiguous (B, C_i, ceil(H / s_i), ceil(W / s_i)) map with
             C_i = ``embed_dims[i]`` and s_i = 4, 8, 16, 32.
         """
-        height, width = int(x.shape[-2]), int(x.shape[-1])
-        if min(height, width) < self.min_input_size:
-            raise ConfigError(
-                f'CMT needs inputs of at least {self.min_input_size}x{self.min_input_size} px (the stride of its '
-                f'deepest output, {self.out_indices[-1]}), got {height}x{width}. Resize or pad the input (e.g. a '
-                'Resize or Pad transform in the pipeline).')
+        self.check_input_size(x, f'the stride of output {self.out_indices[-1]}, the deepest one computed')
         # The whole network runs on channels-last maps (tokens are their views): oneDNN's convs are faster on them
         # (the stem 1.6x at 8x224x224 on CPU), and every kernel reads the layout its gradient will have (DDP).
-        x = self.stem(x.contiguous(memory_format=torch.channels_last))
-        outs = []
-        for i, stage in enumerate(self.stages[:self.out_indices[-1] + 1]):
-            x = stage(x, with_cp=self.with_cp)
-            if i in self.out_indices:
-                outs.append(x.contiguous())
-        return tuple(outs)
+        return self.forward_chain(self.stem(x.contiguous(memory_format=torch.channels_last)))

@@ -279,15 +279,5 @@ class P2T(BaseViTBackbone):
             tuple[Tensor]: For each of ``out_indices``, a contiguous (B, C_i, ceil(H / s_i), ceil(W / s_i)) map with
             C_i = ``embed_dims[i]`` and s_i = 4, 8, 16, 32.
         """
-        height, width = int(x.shape[-2]), int(x.shape[-1])
-        if min(height, width) < self.min_input_size:
-            raise ConfigError(
-                f'P2T needs inputs of at least {self.min_input_size}x{self.min_input_size} px, got {height}x{width}: '
-                'smaller maps leave an empty pyramid-pooling grid in the last stage. Resize or pad the input '
-                '(e.g. a Resize or Pad transform in the pipeline).')
-        outs = []
-        for i, stage in enumerate(self.stages[:self.out_indices[-1] + 1]):
-            x = stage(x, with_cp=self.with_cp)
-            if i in self.out_indices:
-                outs.append(x.contiguous())
-        return tuple(outs)
+        self.check_input_size(x, 'smaller maps leave an empty pyramid-pooling grid in the last stage')
+        return self.forward_chain(x)
