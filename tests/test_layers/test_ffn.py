@@ -199,11 +199,15 @@ def test_inference_micro_batches_equal_one_batch(name, monkeypatch):
     calls = []
     for method in ('_forward', '_forward_folded'):
         forward = getattr(ffn, method)
-        monkeypatch.setattr(ffn, method, lambda t, forward=forward: calls.append(t.shape[0]) or forward(t))
+        monkeypatch.setattr(ffn, method, lambda t, forward=forward, **kw: calls.append(t.shape[0]) or forward(t, **kw))
     monkeypatch.setattr(ffn_module, 'INFERENCE_CHUNK_ELEMENTS', 2 * HW[0] * HW[1] * HIDDEN)
+    folds = []
+    fold = ffn._fold
+    monkeypatch.setattr(ffn, '_fold', lambda: folds.append(1) or fold())
     with torch.no_grad():
         parts = ffn(x, HW)
     assert calls == [2, 2, 1]
+    assert folds == [1]  # the folded weights are computed once per call, not per micro-batch
     torch.testing.assert_close(parts, whole, rtol=1e-6, atol=1e-6)
 
 

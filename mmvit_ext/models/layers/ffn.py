@@ -4,7 +4,8 @@ Written for mmvit_ext after the FFNs of P2T (IRB, arXiv 2106.12011), PVTv2/SegFo
 CMT (IRFFN, arXiv 2107.06263) and HRFormer (``MlpDWBN``, arXiv 2110.09408). No code is copied from those
 repositories.
 """
-from typing import Optional, Sequence, Tuple
+from functools import partial
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -234,7 +235,10 @@ class ConvFFN(nn.Module):
             x = self._forward(x)
         else:
             # inference: equal micro-batches whose hidden map stays small (every op is per sample in eval mode)
-            forward = self._forward_folded if self._foldable() else self._forward
+            if self._foldable():
+                forward = partial(self._forward_folded, folded=self._fold())  # the weights folded once per call
+            else:
+                forward = self._forward
             parts = -(-B * H * W * self.conv.out_channels // INFERENCE_CHUNK_ELEMENTS)
             x = torch.cat([forward(part) for part in x.chunk(parts)]) if parts > 1 else forward(x)
         return x.reshape(B, N, -1)
@@ -242,43 +246,53 @@ class ConvFFN(nn.Module):
     def _foldable(self) -> bool:
         return all(norm is None or _eval_batch_norm(norm) for norm in (self.norm1, self.norm2, self.norm3))
 
-    def _forward_folded(self, x: Tensor) -> Tensor:
-        """Inference with eval-mode BatchNorms: (B, H, W, C) -> (B, H, W, C), the same function as
-        :meth:`_forward`.
-
-        A BatchNorm right after ``fc1``/``fc2`` (or right before ``fc2``) is folded into that matrix product's
-        weights; any other one is an in-place per-channel affine map; the residual add and the activations run in
-        place on fresh buffers. CMT's IRFFN thus runs ``norm2`` and ``norm3`` inside ``fc2``.
-        """
+    def _fold(self) -> Tuple[Tensor, Tensor, Tensor, Tensor, List[Optional[Tuple[Tensor, Tensor]]]]:
+        """Weights of :meth:`_forward_folded`: ``fc1`` and ``fc2`` with the eval-mode BatchNorms that touch them folded
+        in (right after ``fc1``/``fc2``, or right before ``fc2``), and the (scale, shift) of each other norm."""
         w1, b1 = self.fc1.weight.flatten(1), self.fc1.bias
-        norm1, norm2, norm3 = self.norm1, self.norm2, self.norm3
-        if norm1 is not None and (self.norm_first or self.act1 is None):  # fc1 -> norm1
-            w1, b1 = _fold_after(w1, b1, norm1)
-            norm1 = None
-        x = self._act_affine(F.linear(x, w1, b1), self.act1, norm1)  # B, H, W, hidden
+        w2, b2 = self.fc2.weight.flatten(1), self.fc2.bias
+        affines: List[Optional[Tuple[Tensor, Tensor]]] = [None, None, None]
+        if self.norm1 is not None:
+            if self.norm_first or self.act1 is None:  # fc1 -> norm1
+                w1, b1 = _fold_after(w1, b1, self.norm1)
+            else:
+                affines[0] = _bn_scale_shift(self.norm1)
+        if self.norm2 is not None:
+            if not self.norm_first:  # act2 -> norm2 -> fc2
+                w2, b2 = _fold_before(w2, b2, self.norm2)
+            else:
+                affines[1] = _bn_scale_shift(self.norm2)
+        if self.norm3 is not None:
+            if self.norm_first or self.act3 is None:  # fc2 -> norm3
+                w2, b2 = _fold_after(w2, b2, self.norm3)
+            else:
+                affines[2] = _bn_scale_shift(self.norm3)
+        return w1, b1, w2, b2, affines
+
+    def _forward_folded(self, x: Tensor, folded: tuple) -> Tensor:
+        """Inference with eval-mode BatchNorms: (B, H, W, C) -> (B, H, W, C), the same function as
+        :meth:`_forward`, with the weights of :meth:`_fold`.
+
+        The BatchNorms folded into ``fc1``/``fc2`` cost nothing; the others are in-place per-channel affine maps; the
+        residual add and the activations run in place on fresh buffers. CMT's IRFFN thus runs ``norm2`` and
+        ``norm3`` inside ``fc2``.
+        """
+        w1, b1, w2, b2, (affine1, affine2, affine3) = folded
+        x = self._act_affine(F.linear(x, w1, b1), self.act1, affine1)  # B, H, W, hidden
         # B, H, W, hidden -> B, hidden, H, W (channels-last view, no copy)
         y = self.conv(x.permute(0, 3, 1, 2))
         if self.dw_residual:
             y.add_(x.permute(0, 3, 1, 2))
-        w2, b2 = self.fc2.weight.flatten(1), self.fc2.bias
-        y = y.permute(0, 2, 3, 1)  # B, H, W, hidden (a view: the conv keeps channels-last)
-        if norm2 is not None and not self.norm_first:  # act2 -> norm2 -> fc2
-            y = self._act_affine(y, self.act2, None)
-            w2, b2 = _fold_before(w2, b2, norm2)
-        else:
-            y = self._act_affine(y, self.act2, norm2)
-        if norm3 is not None and (self.norm_first or self.act3 is None):  # fc2 -> norm3
-            w2, b2 = _fold_after(w2, b2, norm3)
-            norm3 = None
-        return self._act_affine(F.linear(y, w2, b2), self.act3, norm3)
+        # B, hidden, H, W -> B, H, W, hidden (a view: the conv keeps channels-last)
+        y = self._act_affine(y.permute(0, 2, 3, 1), self.act2, affine2)
+        return self._act_affine(F.linear(y, w2, b2), self.act3, affine3)
 
-    def _act_affine(self, x: Tensor, act: Optional[nn.Module], norm: Optional[nn.Module]) -> Tensor:
-        """Activation and eval-mode BatchNorm (as an affine map) of a fresh (B, H, W, C) tensor, in place."""
+    def _act_affine(self, x: Tensor, act: Optional[nn.Module], affine: Optional[Tuple[Tensor, Tensor]]) -> Tensor:
+        """Activation and a per-channel (scale, shift) of a fresh (B, H, W, C) tensor, in place, in ``order``."""
         if act is not None and not self.norm_first:
             x = self._act(act, x)
-        if norm is not None:
-            scale, shift = _bn_scale_shift(norm)
-            x = torch.addcmul(shift, x, scale, out=x)
+        if affine is not None:
+            x = torch.addcmul(affine[1], x, affine[0], out=x)
         if act is not None and self.norm_first:
             x = self._act(act, x)
         return x
