@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from torch import Tensor
 
-from .utils import channels_last_kernel_, nchw_to_nlc, nlc_to_nchw, pad_to_multiple
+from .utils import channels_last_kernel_, eager_no_grad, nchw_to_nlc, nlc_to_nchw, pad_to_multiple
 
 __all__ = [
     'sdpa', 'use_fused_attn', 'fused_attn_enabled', 'ReducedKVAttention', 'ConvSR', 'AvgPoolSR', 'PyramidPoolSR',
@@ -79,7 +79,7 @@ def sdpa(q: Tensor,
     if _FUSED_ATTN and not (attn_bias is not None and q.device.type == 'cpu'):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=scale)
     scale = q.shape[-1]**-0.5 if scale is None else scale
-    if dropout_p == 0. and not (torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting()):
+    if dropout_p == 0. and eager_no_grad():
         return _explicit_attention_inference(q, k, v, attn_bias, scale)
     # the product is a fresh tensor that backward does not need: scale it and add the bias in place
     attn = (q @ k.transpose(-2, -1)).mul_(scale)  # B, heads, N, M

@@ -16,7 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from mmvit_ext.utils.errors import ConfigError
-from .utils import channels_last_kernel_
+from .utils import channels_last_kernel_, eager_no_grad
 
 __all__ = ['ConvFFN']
 
@@ -27,13 +27,6 @@ _CONVS = ('fc1', 'conv', 'fc2')
 # large fresh buffer costs page faults on every call (glibc maps and unmaps it), small ones are reused and stay in
 # cache. Measured on P2T-T, 8x224², 1 thread: see docs/models/p2t.md.
 INFERENCE_CHUNK_ELEMENTS = 2**21
-
-
-def _eager_no_grad() -> bool:
-    """Autograd off and not traced or scripted: the inference-only shortcuts (in-place activations,
-    micro-batches) are safe."""
-    return not (torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting())
-
 
 # Activations with an in-place functional form, used in inference (see the ConvFFN note); GELU goes through
 # ``aten.gelu_``. Others (e.g. mmcv's Swish) always run out of place.
@@ -200,7 +193,7 @@ class ConvFFN(nn.Module):
     @staticmethod
     def _act(act: nn.Module, x: Tensor) -> Tensor:
         """``act(x)``; in inference in place, as ``x`` is always a fresh conv/norm output of this FFN."""
-        if not _eager_no_grad():
+        if not eager_no_grad():
             return act(x)
         if type(act) is nn.GELU:
             return torch.ops.aten.gelu_(x, approximate=act.approximate)
@@ -231,7 +224,7 @@ class ConvFFN(nn.Module):
         x = x.view(B, H, W, C)
         if self.recompute_act and torch.is_grad_enabled():
             x = checkpoint(self._forward, x, use_reentrant=False, context_fn=_recompute_activations_context)
-        elif self.training or not _eager_no_grad():
+        elif self.training or not eager_no_grad():
             x = self._forward(x)
         else:
             # inference: equal micro-batches whose hidden map stays small (every op is per sample in eval mode)

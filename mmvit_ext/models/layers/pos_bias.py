@@ -22,7 +22,7 @@ from mmengine.logging import print_log
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor
 
-from .utils import to_2tuple
+from .utils import eager_no_grad, to_2tuple
 
 __all__ = [
     'relative_position_index', 'resize_rel_pos_table', 'relative_position_bias', 'RelativePositionBias',
@@ -260,7 +260,7 @@ class QueryKeyBias(nn.Module):
         query_hw, key_hw = tuple(query_hw), tuple(key_hw)
         if query_hw == self.query_hw and key_hw == self.key_hw:
             return self.table
-        if self.cache_size <= 0 or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        if self.cache_size <= 0 or not eager_no_grad():
             return self._resize(query_hw, key_hw)
         key = (query_hw, key_hw, self.table.device, self.table.dtype, self.table._version, self.table.data_ptr())
         bias = self._cache.pop(key, None)

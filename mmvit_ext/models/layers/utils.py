@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 __all__ = [
     'nlc_to_nchw', 'nchw_to_nlc', 'to_ntuple', 'to_2tuple', 'drop_path_schedule', 'maybe_checkpoint',
-    'channels_last_kernel_', 'pad_to_multiple'
+    'channels_last_kernel_', 'pad_to_multiple', 'eager_no_grad'
 ]
 
 
@@ -136,3 +136,9 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     if pad_h == 0 and pad_w == 0:
         return x
     return F.pad(x, (0, pad_w, 0, pad_h))
+
+
+def eager_no_grad() -> bool:
+    """Autograd off and not traced or scripted: inference-only shortcuts (in-place ops on fresh tensors, caches,
+    micro-batches) are safe."""
+    return not (torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting())
