@@ -262,7 +262,7 @@ def test_strictness(tiny_ref):
         convert(official, target='detector')
     with pytest.raises(ValueError, match='cannot find a state dict'):
         convert({'optimizer': {'lr': 1}}, target='backbone')
-    with pytest.raises(KeyError, match=r"available families: \['cmt', 'p2t'"):
+    with pytest.raises(KeyError, match=r"available families: \['cmt', 'hrformer', 'p2t'"):
         get_converter('no-such-family')
 
 

@@ -12,11 +12,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from torch import Tensor
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from mmvit_ext.utils.errors import ConfigError
-from .utils import channels_last_kernel_, eager_no_grad
+from .utils import bn_scale_shift, channels_last_kernel_, eager_no_grad, eval_batch_norm, fold_bn_after, fold_bn_before
 
 __all__ = ['ConvFFN']
 
@@ -46,36 +45,6 @@ def _keep_products(ctx, op, *args, **kwargs) -> CheckpointPolicy:
 
 def _recompute_activations_context():
     return create_selective_checkpoint_contexts(_keep_products)
-
-
-def _eval_batch_norm(norm: nn.Module) -> bool:
-    """A BatchNorm (or SyncBatchNorm) that normalises with its running statistics."""
-    return isinstance(norm, _BatchNorm) and not norm.training and norm.running_var is not None
-
-
-def _bn_scale_shift(norm: _BatchNorm) -> Tuple[Tensor, Tensor]:
-    """Eval-mode BatchNorm as ``x * scale + shift`` per channel."""
-    scale = torch.rsqrt(norm.running_var + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight
-    shift = -norm.running_mean * scale
-    if norm.bias is not None:
-        shift = shift + norm.bias
-    return scale, shift
-
-
-def _fold_after(weight: Tensor, bias: Optional[Tensor], norm: _BatchNorm) -> Tuple[Tensor, Tensor]:
-    """``norm(x @ W^T + b)`` as one matrix product: rows of W and b scaled, shift added."""
-    scale, shift = _bn_scale_shift(norm)
-    bias = shift if bias is None else bias * scale + shift
-    return weight * scale[:, None], bias
-
-
-def _fold_before(weight: Tensor, bias: Optional[Tensor], norm: _BatchNorm) -> Tuple[Tensor, Tensor]:
-    """``norm(x) @ W^T + b`` as one matrix product: columns of W scaled, ``W @ shift`` added to b."""
-    scale, shift = _bn_scale_shift(norm)
-    folded = weight @ shift
-    return weight * scale[None, :], folded if bias is None else bias + folded
 
 
 class ConvFFN(nn.Module):
@@ -237,7 +206,7 @@ class ConvFFN(nn.Module):
         return x.reshape(B, N, -1)
 
     def _foldable(self) -> bool:
-        return all(norm is None or _eval_batch_norm(norm) for norm in (self.norm1, self.norm2, self.norm3))
+        return all(norm is None or eval_batch_norm(norm) for norm in (self.norm1, self.norm2, self.norm3))
 
     def _fold(self) -> Tuple[Tensor, Tensor, Tensor, Tensor, List[Optional[Tuple[Tensor, Tensor]]]]:
         """Weights of :meth:`_forward_folded`: ``fc1`` and ``fc2`` with the eval-mode BatchNorms that touch them folded
@@ -247,19 +216,19 @@ class ConvFFN(nn.Module):
         affines: List[Optional[Tuple[Tensor, Tensor]]] = [None, None, None]
         if self.norm1 is not None:
             if self.norm_first or self.act1 is None:  # fc1 -> norm1
-                w1, b1 = _fold_after(w1, b1, self.norm1)
+                w1, b1 = fold_bn_after(w1, b1, self.norm1)
             else:
-                affines[0] = _bn_scale_shift(self.norm1)
+                affines[0] = bn_scale_shift(self.norm1)
         if self.norm2 is not None:
             if not self.norm_first:  # act2 -> norm2 -> fc2
-                w2, b2 = _fold_before(w2, b2, self.norm2)
+                w2, b2 = fold_bn_before(w2, b2, self.norm2)
             else:
-                affines[1] = _bn_scale_shift(self.norm2)
+                affines[1] = bn_scale_shift(self.norm2)
         if self.norm3 is not None:
             if self.norm_first or self.act3 is None:  # fc2 -> norm3
-                w2, b2 = _fold_after(w2, b2, self.norm3)
+                w2, b2 = fold_bn_after(w2, b2, self.norm3)
             else:
-                affines[2] = _bn_scale_shift(self.norm3)
+                affines[2] = bn_scale_shift(self.norm3)
         return w1, b1, w2, b2, affines
 
     def _forward_folded(self, x: Tensor, folded: tuple) -> Tensor:

@@ -33,12 +33,15 @@ from .utils import to_2tuple
 
 __all__ = [
     'window_partition', 'window_reverse', 'window_pads', 'pad_to_window', 'crop_padding', 'padding_key_mask',
-    'shift_window_mask', 'window_attention', 'WindowMSA', 'PAD_POSITIONS'
+    'shift_window_mask', 'window_attention', 'WindowMSA', 'PAD_POSITIONS', 'PAD_MASK_MODES'
 ]
 
 WindowSize = Union[int, Sequence[int]]
 Pads = Tuple[int, int, int, int]  # top, bottom, left, right
 PAD_POSITIONS = ('bottom_right', 'center')
+#: ``mask_padding`` values: never, whenever a map is padded, or only when both axes are padded (mmpose 1.x HRFormer's
+#: ``with_pad_mask`` condition).
+PAD_MASK_MODES = (False, True, 'both_axes')
 
 #: Logit offset between Swin's shifted-window regions (the value of the released code).
 SHIFT_MASK_VALUE = -100.
@@ -182,7 +185,7 @@ def window_attention(x: Tensor,
                      shift_size: WindowSize = 0,
                      mask_shift_size: Optional[WindowSize] = None,
                      pad_position: str = 'bottom_right',
-                     mask_padding: bool = False,
+                     mask_padding: Union[bool, str] = False,
                      shuffle: bool = False,
                      attn_drop: float = 0.) -> Tensor:
     """Multi-head self-attention inside the windows of a token map.
@@ -204,7 +207,9 @@ def window_attention(x: Tensor,
         mask_shift_size (int | tuple[int, int], optional): Shift the shift mask is built for; defaults to
             ``shift_size`` (the released Expedite Swin code builds it with the host's shift).
         pad_position (str): 'bottom_right' or 'center'. Defaults to 'bottom_right'.
-        mask_padding (bool): Keep padded tokens out of the keys. Defaults to False (Swin, HRFormer).
+        mask_padding (bool | str): Keep padded tokens out of the keys: False (Swin, HRFormer), True (whenever the
+            map is padded) or ``'both_axes'`` (only when both H and W are padded, as mmpose 1.x's HRFormer).
+            Defaults to False.
         shuffle (bool): Shuffled windows. Defaults to False.
         attn_drop (float): Dropout on the attention weights (pass 0 in eval mode). Defaults to 0.
 
@@ -231,6 +236,8 @@ def window_attention(x: Tensor,
     if any(shift):
         mask_shift = shift if mask_shift_size is None else to_2tuple(mask_shift_size)
         masks.append(shift_window_mask(padded_hw, window_size, mask_shift, device=x.device, dtype=q.dtype))
+    if mask_padding == 'both_axes':
+        mask_padding = (pads[0] + pads[1]) > 0 and (pads[2] + pads[3]) > 0
     if mask_padding:
         key_mask = padding_key_mask((H, W),
                                     window_size,
@@ -275,7 +282,8 @@ class WindowMSA(nn.Module):
         proj_drop_rate (float): Defaults to 0.
         rel_pos_bias (bool): Learn a :class:`RelativePositionBias`. Defaults to True.
         pad_position (str): 'bottom_right' (Swin) or 'center' (HRFormer). Defaults to 'bottom_right'.
-        mask_padding (bool): Keep padded tokens out of the keys. Defaults to False.
+        mask_padding (bool | str): Keep padded tokens out of the keys: one of ``PAD_MASK_MODES`` (False, True,
+            ``'both_axes'``), see :func:`window_attention`. Defaults to False.
         shuffle (bool): Shuffled windows (Shuffle Transformer). Defaults to False.
 
     Shapes:
@@ -293,12 +301,14 @@ class WindowMSA(nn.Module):
                  proj_drop_rate: float = 0.,
                  rel_pos_bias: bool = True,
                  pad_position: str = 'bottom_right',
-                 mask_padding: bool = False,
+                 mask_padding: Union[bool, str] = False,
                  shuffle: bool = False) -> None:
         super().__init__()
         assert embed_dims % num_heads == 0, f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}'
         if pad_position not in PAD_POSITIONS:
             raise ConfigError(f'pad_position {pad_position!r}: choose one of {PAD_POSITIONS}')
+        if not (isinstance(mask_padding, bool) or mask_padding == 'both_axes'):
+            raise ConfigError(f'mask_padding {mask_padding!r}: choose one of {PAD_MASK_MODES}')
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.window_size = to_2tuple(window_size)
