@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Mapping
 
 from ._rules import UnmatchedKeysError, apply_rename_rules, state_dict_location, unwrap_state_dict
 from .cmt import convert_cmt, is_official_cmt
+from .hrformer import convert_hrformer, is_official_hrformer
 from .p2t import convert_p2t, is_official_p2t
 
 __all__ = [
@@ -22,8 +23,12 @@ __all__ = [
     'state_dict_location', 'UnmatchedKeysError'
 ]
 
-CONVERTERS: Dict[str, Callable[..., Dict]] = {'cmt': convert_cmt, 'p2t': convert_p2t}
-OFFICIAL_LAYOUT: Dict[str, Callable[[Mapping], bool]] = {'cmt': is_official_cmt, 'p2t': is_official_p2t}
+CONVERTERS: Dict[str, Callable[..., Dict]] = {'cmt': convert_cmt, 'hrformer': convert_hrformer, 'p2t': convert_p2t}
+OFFICIAL_LAYOUT: Dict[str, Callable[[Mapping], bool]] = {
+    'cmt': is_official_cmt,
+    'hrformer': is_official_hrformer,
+    'p2t': is_official_p2t
+}
 
 
 def _check_family(family: str) -> None:

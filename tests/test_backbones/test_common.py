@@ -47,6 +47,9 @@ TINY_CFGS = {
                                       mlp_hidden_dims=[12, 20, 36, 40], stem_channels=6),
                             # 64 px: the tables are used as stored; 67x93 resizes them and pads every stage
                             pretrain_img_size=64, drop_path_rate=0.)),
+    # windows of 3 so that 64 px (16/8/4/2 per branch) and 67x93 pad every branch but one
+    'HRFormer': dict(kwargs=dict(arch=dict(channels=[8, 16, 24, 32], num_heads=[1, 2, 3, 4], num_modules=[1, 1, 2, 1],
+                                           num_blocks=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2], window_size=3))),
     'HourglassViT': dict(kwargs=dict(img_size=(64, 64), patch_size=8, embed_dims=16, num_layers=4, num_heads=2,
                                      mlp_ratio=2, out_indices=(1, 3), final_norm=True,
                                      expedite=dict(alpha=1, beta=2, cluster_shape=(4, 4), window=3, k=4)),

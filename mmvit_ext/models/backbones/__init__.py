@@ -6,4 +6,5 @@ mmdet/mmseg/mmpretrain (and torchvision).
 """
 from .base import BaseViTBackbone  # noqa: F401
 from .cmt import CMT  # noqa: F401
+from .hrformer import HRFormer  # noqa: F401
 from .p2t import P2T  # noqa: F401
