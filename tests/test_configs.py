@@ -86,12 +86,17 @@ def test_config_builds_and_runs(path):
         if with_mask:
             assert any('mask' in k for k in losses)
     elif cfg.default_scope == 'mmseg':
-        head = model.decode_head
+        heads = model.decode_head if isinstance(model.decode_head, torch.nn.ModuleList) else [model.decode_head]
+        head = heads[-1]  # a CascadeEncoderDecoder (OCRNet) has its heads in order, the last one predicts
         if cfg.model.get('neck'):
             assert list(model.neck.in_channels) == channels
         else:  # a single-input head (Segmenter) has an int in_channels
-            in_channels = head.in_channels
-            assert (list(in_channels) if isinstance(in_channels, (list, tuple)) else [in_channels]) == channels
+            for h in heads:
+                in_channels = h.in_channels
+                if getattr(h, 'input_transform', None) == 'resize_concat':  # OCRNet's heads read all concatenated
+                    assert in_channels == sum(channels) and list(h.in_index) == list(range(len(channels)))
+                    continue
+                assert (list(in_channels) if isinstance(in_channels, (list, tuple)) else [in_channels]) == channels
         if cfg.model.get('auxiliary_head'):
             aux = model.auxiliary_head
             assert aux.in_channels == channels[aux.in_index], 'auxiliary_head.in_channels'
@@ -101,9 +106,15 @@ def test_config_builds_and_runs(path):
         assert out.shape == (1, head.num_classes, 128 // stride, 160 // stride)
     else:
         neck = getattr(model, 'neck', None)
-        if hasattr(neck, 'in_channels'):  # a neck that changes the width (CMT's ConvPoolNeck)
-            assert neck.in_channels == channels[-1], 'neck.in_channels must equal the last backbone output'
-        expected = getattr(neck, 'out_channels', channels[-1])
+        necks = list(neck) if isinstance(neck, torch.nn.Sequential) else [neck]  # a list of necks: a Sequential
+        if hasattr(necks[0], 'in_channels'):  # a neck that changes the width (CMT's ConvPoolNeck, HRFormer's fusion)
+            multi = isinstance(necks[0].in_channels, (list, tuple))
+            assert (list(necks[0].in_channels) if multi else necks[0].in_channels) == (channels if multi else
+                                                                                       channels[-1]), \
+                'neck.in_channels must equal the backbone outputs it reads'
+        expected = channels[-1]
+        for n in necks:
+            expected = getattr(n, 'out_channels', expected)
         assert model.head.in_channels == expected, 'head.in_channels must equal what the neck (or backbone) gives'
         with torch.no_grad():
             logits = model(torch.randn(2, 3, 96, 96), mode='tensor')

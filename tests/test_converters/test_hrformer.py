@@ -180,7 +180,7 @@ class RefModule(nn.Module):
 class OfficialLayoutHRFormer(nn.Module):
     """The official classification model's layout and semantics; ``branches`` returns the four stage-4 maps."""
 
-    def __init__(self, arch, head_planes=HEAD_PLANES, num_classes=10):
+    def __init__(self, arch, head_planes=HEAD_PLANES, final_dim=64, num_classes=10):
         super().__init__()
         C, w = arch['channels'], arch['window_size']
         self.conv1, self.bn1 = nn.Conv2d(3, 64, 3, 2, 1, bias=False), bn(64)
@@ -209,8 +209,8 @@ class OfficialLayoutHRFormer(nn.Module):
         self.downsamp_modules = nn.ModuleList(
             nn.Sequential(nn.Conv2d(a, a, 3, 2, 1, groups=a), bn(a), nn.Conv2d(a, b, 1), bn(b), nn.ReLU())
             for a, b in zip(widths[:-1], widths[1:]))
-        self.final_layer = nn.Sequential(nn.Conv2d(widths[-1], 64, 1), bn(64), nn.ReLU())
-        self.classifier = nn.Linear(64, num_classes)
+        self.final_layer = nn.Sequential(nn.Conv2d(widths[-1], final_dim, 1), bn(final_dim), nn.ReLU())
+        self.classifier = nn.Linear(final_dim, num_classes)
 
     def branches(self, x):
         x = F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))

@@ -99,3 +99,27 @@ def test_official_cmt_training_checkpoint_to_imagenet_config(tmp_path):
     torch.save(ref.state_dict(), bare)
     out = _run('cmt', str(bare), str(tmp_path / 'x.pth'), '--ema')
     assert out.returncode != 0 and 'has no "model_ema" entry' in out.stderr and 'drop --ema' in out.stderr
+
+
+def test_official_hrformer_checkpoint_to_imagenet_config(tmp_path):
+    """HRFormer: an official cls/ checkpoint ({"model": ...}) converts with the CLI; the ImageNet config (HRFormer ->
+    HRFuseScalesDW -> ConvPoolNeck -> LinearClsHead) loads it strictly and reproduces the official logits."""
+    ref_mod = _reference_module('hrformer')
+    from mmvit_ext.models.backbones import HRFormer
+    torch.manual_seed(0)
+    ref = ref_mod.randomize_(
+        ref_mod.OfficialLayoutHRFormer(HRFormer.arch_zoo['tiny'], (32, 64, 128, 256), final_dim=2048, num_classes=1000))
+    src = tmp_path / 'hrformer_tiny.pth'
+    torch.save({'model': ref.state_dict(), 'epoch': 299}, src)
+    dst = tmp_path / 'hrformer-tiny_in1k.pth'
+    out = _run('hrformer', str(src), str(dst))
+    assert out.returncode == 0, out.stderr
+    assert "from checkpoint['model'] (hrformer, classifier)" in out.stdout
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'hrformer', 'hrformer-tiny_8xb128_in1k.py'))
+    model = MODELS.build(cfg.model).eval()
+    load_checkpoint_strict(model, str(dst))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        logits, expected = model(x, mode='tensor'), ref(x)
+    assert ((logits - expected).abs().max() / expected.abs().max()).item() <= 1e-4

@@ -1,0 +1,5 @@
+# RetinaNet, COCO 1x, for HRFormer. HRFormer has no official detection code or results, so this is the PVT/P2T recipe of
+# retinanet_p2t_fpn_1x_coco.py unchanged (AdamW 1e-4, wd 1e-4, 8 GPUs x 2 images, FPN on the four branches). Everything
+# but the backbone and the neck's input channels, which each configs/hrformer/retinanet_hrformer-*_fpn_1x_coco.py takes
+# from its arch base (../models/hrformer-*.py).
+_base_ = './retinanet_p2t_fpn_1x_coco.py'

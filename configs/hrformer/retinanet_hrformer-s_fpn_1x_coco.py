@@ -1,0 +1,4 @@
+# RetinaNet + HRFormer-Small, COCO 1x (the PVT/P2T recipe).
+_base_ = ['../_base_/recipes/retinanet_hrformer_fpn_1x_coco.py', '../_base_/models/hrformer-s.py']
+model = dict(
+    backbone=dict(_delete_=True, **_base_.hrformer_dense_backbone), neck=dict(in_channels=_base_.hrformer_channels))
