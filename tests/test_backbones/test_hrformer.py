@@ -85,9 +85,9 @@ def test_with_rpe_off_builds_no_tables_and_changes_outputs():
 @pytest.mark.parametrize('size,changes_true,changes_both', [((48, 48), False, False), ((96, 60), True, False),
                                                             ((35, 61), True, True)])
 def test_mask_padding_modes(size, changes_true, changes_both):
-    """48x48: branch maps 12/6/3/2 — only the 2x2 one is padded (both axes). Windows 3; 96x60 pads only W (24/12/6/3 rows)
-    branches; 35x61 pads both axes on most. True masks any padding; 'both_axes' (mmpose 1.x) only both-axis
-    padding."""
+    """Windows 3. 48x48: branch maps 12/6/3/2, only the 2x2 one is padded (both axes); 96x60 pads only W (24/12/6/3
+    rows); 35x61 pads both axes on most branches. True masks any padding, 'both_axes' (mmpose 1.x) only
+    both-axis padding."""
     base = _outputs(size)
     masked, both = _outputs(size, mask_padding=True), _outputs(size, mask_padding='both_axes')
     if size == (48, 48):  # the 2x2 branch is padded on both axes: both modes mask it
