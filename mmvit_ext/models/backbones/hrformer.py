@@ -39,7 +39,7 @@ from torch import Tensor
 from mmvit_ext.registry import MODELS
 from mmvit_ext.utils.errors import ConfigError
 from ..layers import (PAD_MASK_MODES, Bottleneck, ConvFFN, ConvNormAct, ConvStem, WindowMSA, contiguous_output,
-                      maybe_checkpoint, nchw_to_nlc, nlc_to_nchw)
+                      drop_path_schedule, maybe_checkpoint, nchw_to_nlc, nlc_to_nchw)
 from .base import BaseViTBackbone
 
 __all__ = ['HRFormer', 'HRFormerBlock', 'HRFormerModule', 'HRFormerStage', 'PROFILES']
@@ -434,8 +434,8 @@ class HRFormer(BaseViTBackbone):
             width = stage0[-1].out_channels
         stages: List[nn.Module] = [nn.Sequential(*stage0)]
         depths = [arch['num_modules'][s] * arch['num_blocks'][s] for s in range(1, self.num_stages)]
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist() if sum(depths) else []
-        in_widths, start = (width, ), 0
+        rates = drop_path_schedule(drop_path_rate, depths)  # per stage 1..3
+        in_widths = (width, )
         for s in range(1, self.num_stages):
             widths = channels[:s + 1]
             stages.append(
@@ -444,14 +444,14 @@ class HRFormer(BaseViTBackbone):
                     widths,
                     num_modules=arch['num_modules'][s],
                     num_blocks=arch['num_blocks'][s],
-                    drop_path_rates=rates[start:start + depths[s - 1]],
+                    drop_path_rates=rates[s - 1],
                     fuse_outputs=self.out_indices if s == self.num_stages - 1 else tuple(range(s + 1)),
                     norm_cfg=norm_cfg,
                     num_heads=arch['num_heads'][:s + 1],
                     window_size=arch['window_size'],
                     mlp_ratios=arch['mlp_ratios'][:s + 1],
                     **switches))
-            in_widths, start = widths, start + depths[s - 1]
+            in_widths = widths
         self.stages = nn.ModuleList(stages)
         self._freeze_stages()
 
