@@ -11,6 +11,7 @@ otherwise). Entry keys:
 * ``skip`` (optional): ``{test function name: reason}`` for a check that does not apply (say why).
 """
 import copy
+import inspect
 import math
 
 import pytest
@@ -82,6 +83,10 @@ def _skip_if_declared(request):
     reason = TINY_CFGS.get(name, {}).get('skip', {}).get(request.node.originalname)
     if reason:
         pytest.skip(f'{name}: {reason}')
+
+
+def _backbone_class(name):
+    return TOYS[name] if name in TOYS else MODELS.get(name)
 
 
 def build(name, seed=0, **overrides):
@@ -221,6 +226,35 @@ def test_with_cp_same_outputs_and_gradients(name):
     for k in grads0:
         torch.testing.assert_close(grads0[k], grads1[k], rtol=1e-5, atol=1e-6, msg=k)
     torch.testing.assert_close(xg0, xg1, rtol=1e-5, atol=1e-6)
+
+
+RECOMPUTE_ACT = [n for n in BACKBONES if 'recompute_act' in inspect.signature(_backbone_class(n)).parameters]
+
+
+@pytest.mark.parametrize('name', RECOMPUTE_ACT)
+def test_recompute_act_same_outputs_and_gradients_fewer_saved_tensors(name):
+    """``recompute_act=True`` stores fewer tensors for backward (the FFN activations, or the BatchNorm/GELU
+    intermediates) and changes no output, gradient or BatchNorm statistic. In float64: BatchNorm's backward
+    cancels, which turns float32 last-bit differences into visible ones over a whole network."""
+    results = []
+    for recompute in (False, True):
+        model = build(name, recompute_act=recompute).double().train()
+        x = torch.randn(
+            2, 3, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64, requires_grad=True)
+        outs, saved = _count_saved_tensors(model, x)
+        sum(o.pow(2).mean() for o in outs).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        stats = {n: b.clone() for n, b in model.named_buffers()}
+        results.append(([o.detach() for o in outs], grads, stats, x.grad.clone(), saved))
+    (outs0, grads0, stats0, xg0, saved0), (outs1, grads1, stats1, xg1, saved1) = results
+    assert saved1 < saved0, f'recompute_act=True kept {saved1} tensors for backward, False {saved0}'
+    for a, b in zip(outs0, outs1):
+        torch.testing.assert_close(a, b)
+    for k in grads0:
+        torch.testing.assert_close(grads0[k], grads1[k], rtol=1e-9, atol=1e-12, msg=k)
+    for k in stats0:
+        torch.testing.assert_close(stats0[k], stats1[k], rtol=1e-9, atol=1e-12, msg=k)
+    torch.testing.assert_close(xg0, xg1, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize('name', BACKBONES)

@@ -281,8 +281,6 @@ def test_invalid_arguments_raise():
         ConvFFN(4, hidden_dims=8, order=('act', 'conv', 'norm'))
     with pytest.raises(ValueError, match='norm_after takes names from'):
         ConvFFN(4, hidden_dims=8, norm_cfg=dict(type='BN'), norm_after=('fc3', ))
-    with pytest.raises(ValueError, match='recompute_act needs norm_cfg=None'):
-        ConvFFN(4, hidden_dims=8, norm_cfg=dict(type='BN'), recompute_act=True)
     with pytest.raises(TypeError):
         ConvFFN(4, 8)  # keyword-only
 
@@ -322,6 +320,60 @@ def test_recompute_act_same_gradients_and_keeps_only_products(name, monkeypatch)
             (act, 'PREFER_RECOMPUTE')} <= forward
     assert act in {op for op, _, is_recompute in decisions if is_recompute}
     assert not plain.recompute_act  # opt-in
+
+
+def _saved_bytes(fn, module):
+    """Bytes of the distinct storages autograd saves for backward while ``fn`` runs, ``module``'s parameters and
+    buffers excluded."""
+    storages = {}
+    own = {t.untyped_storage().data_ptr() for t in list(module.parameters()) + list(module.buffers())}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in own:
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(storages.values())
+
+
+@pytest.mark.parametrize('name', ['cmt_irffn', 'hrformer_ffn'])
+def test_recompute_act_with_batch_norms_same_step_fewer_saved_tensors(name):
+    """With BatchNorms, recompute_act makes each norm/GELU pair one node that stores only its input: outputs,
+    gradients and running statistics equal the plain FFN's; autograd stores two hidden maps (and for HRFormer one
+    C-channel map) less."""
+    _, plain, _ = make_pair(name)
+    recomputing = ConvFFN(C, hidden_dims=HIDDEN, recompute_act=True, **VARIANTS[name][1])
+    recomputing.load_state_dict(plain.state_dict())
+    # float64: BatchNorm's backward cancels, which turns float32 last-bit differences into visible ones
+    x = torch.randn(3, HW[0] * HW[1], C, dtype=torch.float64)
+    results = []
+    for ffn in (plain.double().train(), recomputing.double().train()):
+        xi = x.clone().requires_grad_()
+        out, saved = _saved_bytes(lambda: ffn(xi, HW), ffn)
+        out.pow(2).sum().backward()
+        stats = [b.clone() for b in ffn.buffers()]
+        results.append((out.detach(), xi.grad, [p.grad for p in ffn.parameters()], stats, saved))
+    (out0, xg0, pg0, st0, saved0), (out1, xg1, pg1, st1, saved1) = results
+    torch.testing.assert_close(out1, out0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(xg1, xg0, rtol=1e-10, atol=1e-12)
+    for a, b in zip(pg1 + st1, pg0 + st0):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    hidden_map = x.shape[0] * HW[0] * HW[1] * HIDDEN * 8  # float64 bytes
+    fewer = 2 * hidden_map + (hidden_map // 4 if name == 'hrformer_ffn' else 0)  # C = HIDDEN / 4
+    assert saved0 - saved1 == fewer, (saved0, saved1, fewer)
+
+
+def test_recompute_act_leaves_sync_batch_norm_pairs_with_a_log_line(monkeypatch):
+    from mmvit_ext.models.layers import ffn as ffn_module
+    logged = []
+    monkeypatch.setattr(ffn_module, 'print_log', lambda msg, **kwargs: logged.append(msg))
+    ffn = ConvFFN(4, hidden_dims=8, norm_cfg=dict(type='SyncBN'), recompute_act=True)
+    assert isinstance(ffn.norm1, nn.SyncBatchNorm)
+    assert len(logged) == 1 and 'recompute_act does not apply to SyncBN pairs' in logged[0]
+    ConvFFN(4, hidden_dims=8, norm_cfg=dict(type='BN'), recompute_act=True)
+    assert len(logged) == 1
 
 
 def test_gradients_reach_every_parameter():

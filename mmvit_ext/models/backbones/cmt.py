@@ -57,6 +57,8 @@ class CMTBlock(nn.Module):
         attn_drop_rate (float): Dropout on the attention weights. Defaults to 0.
         drop_path_rate (float): Stochastic depth of both residual branches. Defaults to 0.
         norm_cfg (dict): The BatchNorms of the reduction and the IRFFN. Defaults to ``dict(type='BN')``.
+        recompute_act (bool): The IRFFN's ``recompute_act``: each GELU/BatchNorm pair stores only its input for
+            backward. Defaults to False.
     """
 
     def __init__(self,
@@ -68,7 +70,8 @@ class CMTBlock(nn.Module):
                  qkv_bias: bool = True,
                  attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0.,
-                 norm_cfg: dict = dict(type='BN')) -> None:
+                 norm_cfg: dict = dict(type='BN'),
+                 recompute_act: bool = False) -> None:
         super().__init__()
         self.lpu = ResidualDWConv(embed_dims, kernel_size=3)
         self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
@@ -80,7 +83,12 @@ class CMTBlock(nn.Module):
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0. else nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
         self.mlp = ConvFFN(
-            embed_dims, hidden_dims=hidden_dims, act_cfg=dict(type='GELU'), norm_cfg=norm_cfg, dw_residual=True)
+            embed_dims,
+            hidden_dims=hidden_dims,
+            act_cfg=dict(type='GELU'),
+            norm_cfg=norm_cfg,
+            dw_residual=True,
+            recompute_act=recompute_act)
 
     def forward(self, x: Tensor, hw_shape: Tuple[int, int], attn_bias: Tensor) -> Tensor:
         """Args:
@@ -109,7 +117,8 @@ class CMTStage(nn.Module):
         drop_path_rates (Sequence[float]): One stochastic-depth rate per block.
         bias_resize_mode (str): Interpolation of the bias for other grids. Defaults to 'bicubic'.
         bias_cache_size (int): Resized biases cached for inference. Defaults to 1.
-        **block_kwargs: ``hidden_dims``, ``qkv_bias``, ``attn_drop_rate``, ``norm_cfg`` of :class:`CMTBlock`.
+        **block_kwargs: ``hidden_dims``, ``qkv_bias``, ``attn_drop_rate``, ``norm_cfg``, ``recompute_act`` of
+            :class:`CMTBlock`.
 
     Shapes:
         (B, in_channels, H, W) -> (B, C, ceil(H / 2), ceil(W / 2)).
@@ -200,6 +209,9 @@ class CMT(BaseViTBackbone):
         frozen_stages (int): -1 none, 0 the stem, k the stem and the first k stages. Defaults to -1.
         norm_eval (bool): BatchNorms in eval mode while training. Defaults to False.
         with_cp (bool): Activation checkpointing per block. Defaults to False.
+        recompute_act (bool): In training, each IRFFN GELU/BatchNorm pair stores only its input for backward and
+            recomputes the rest (``ConvFFN(recompute_act=True)``); same values and gradients, less memory, more
+            time. Not for SyncBN (a log line says so). Defaults to False.
         init_cfg (dict | list[dict], optional): Entries applied after the official init (``default_init_cfg``:
             Linear trunc-normal std 0.02, convs Kaiming-normal fan-out, norms 1/0, tables standard normal), which
             ``None`` keeps; ``dict(type='Pretrained', checkpoint=...)`` loads official or converted weights strictly
@@ -259,6 +271,7 @@ class CMT(BaseViTBackbone):
         frozen_stages: int = -1,
         norm_eval: bool = False,
         with_cp: bool = False,
+        recompute_act: bool = False,
         init_cfg: Optional[Union[dict, list]] = None,
     ) -> None:
         super().__init__(
@@ -304,7 +317,9 @@ class CMT(BaseViTBackbone):
                 hidden_dims=arch['mlp_hidden_dims'][i],
                 qkv_bias=qkv_bias,
                 attn_drop_rate=attn_drop_rate,
-                norm_cfg=norm_cfg) for i, rates in enumerate(drop_path_schedule(drop_path_rate, arch['depths'])))
+                norm_cfg=norm_cfg,
+                recompute_act=recompute_act)
+            for i, rates in enumerate(drop_path_schedule(drop_path_rate, arch['depths'])))
         self.min_input_size = self.feature_strides[self.out_indices[-1]]
         self._freeze_stages()
 

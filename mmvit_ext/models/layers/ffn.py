@@ -4,6 +4,7 @@ Written for mmvit_ext after the FFNs of P2T (IRB, arXiv 2106.12011), PVTv2/SegFo
 CMT (IRFFN, arXiv 2107.06263) and HRFormer (``MlpDWBN``, arXiv 2110.09408). No code is copied from those
 repositories.
 """
+import logging
 from functools import partial
 from typing import List, Optional, Sequence, Tuple
 
@@ -11,10 +12,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmengine.logging import print_log
 from torch import Tensor
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from mmvit_ext.utils.errors import ConfigError
+from .norm_act import batch_norm_gelu, fusable_batch_norm_gelu
 from .utils import bn_scale_shift, channels_last_kernel_, eager_no_grad, eval_batch_norm, fold_bn_after, fold_bn_before
 
 __all__ = ['ConvFFN']
@@ -86,15 +89,22 @@ class ConvFFN(nn.Module):
     depthwise conv and the norms read the tokens in place and no layout copy is made anywhere in the FFN. There is
     one forward path for training, tracing and export. In inference (autograd off, not traced) the
     activations overwrite the conv/norm outputs instead of allocating new hidden-size tensors, eval-mode BatchNorms
-    are folded into ``fc1``/``fc2`` where they touch them and are in-place affine maps elsewhere
+    are folded into ``fc1``/``conv``/``fc2`` where they touch them and are in-place affine maps elsewhere
     (:meth:`_forward_folded`), and eval-mode inference runs in equal micro-batches of at most
     ``INFERENCE_CHUNK_ELEMENTS`` hidden elements: fewer fresh pages per call. No private fused kernels: see
     docs/models/p2t.md, "Speed and memory", for what that costs.
 
-    NOTE: With ``recompute_act`` (training), backward keeps the outputs of the matrix products and convs and
-    recomputes the activations from them (selective activation checkpointing) instead of also storing the
-    activations' outputs: two hidden-size tensors per FFN less, for two elementwise passes more. Gradients are
-    unchanged. Opt-in, like ``with_cp``: it saves memory and costs time.
+    NOTE: ``recompute_act`` (training; opt-in, like ``with_cp``: it saves memory and costs time) stores fewer
+    activations for backward and recomputes them, with unchanged values, statistics and gradients:
+
+    * without norms, backward keeps the outputs of the matrix products and convs and recomputes the activations
+      from them (selective activation checkpointing): two hidden-size tensors per FFN less, for two elementwise
+      passes more;
+    * with norms (HRFormer, CMT), each norm/GELU pair with a plain ``nn.BatchNorm2d`` is one autograd node
+      (:func:`~mmvit_ext.models.layers.norm_act.batch_norm_gelu`) that stores only the pair's input and recomputes
+      the intermediate (a recomputed BatchNorm would update its statistics twice, so the norm is not re-run): one
+      tensor of the pair's size less per pair, for one elementwise pass more. SyncBN pairs are stored as usual
+      (their statistics are reduced across processes), with a log line when the FFN is built.
 
     Args:
         embed_dims (int): Input and output channels C.
@@ -111,8 +121,8 @@ class ConvFFN(nn.Module):
             Defaults to all three.
         order (tuple[str]): ``('conv', 'act', 'norm')`` (CMT) or ``('conv', 'norm', 'act')`` (HRFormer), as
             mmcv's ``ConvModule``. Defaults to ``('conv', 'act', 'norm')``.
-        recompute_act (bool): Recompute the activations in backward rather than store them (see the note). Only
-            without norms (a recomputed BatchNorm would update its statistics twice). Defaults to False.
+        recompute_act (bool): Store fewer activations for backward and recompute them (see the note).
+            Defaults to False.
     """
 
     def __init__(self,
@@ -134,8 +144,6 @@ class ConvFFN(nn.Module):
         unknown = set(norm_after) - set(_CONVS)
         if unknown:
             raise ConfigError(f'norm_after takes names from {_CONVS}, got {sorted(unknown)}')
-        if recompute_act and norm_cfg is not None:
-            raise ConfigError('recompute_act needs norm_cfg=None: a recomputed norm would update its statistics twice')
         self.fc1 = nn.Conv2d(embed_dims, hidden_dims, kernel_size=1)
         # channels-last kernel: its gradient (from the channels-last hidden map) has the same strides (DDP)
         self.conv = channels_last_kernel_(
@@ -153,6 +161,12 @@ class ConvFFN(nn.Module):
         self.dw_residual = dw_residual
         self.norm_first = order[1] == 'norm'
         self.recompute_act = recompute_act
+        if recompute_act and norm_cfg is not None and 'Sync' in str(norm_cfg.get('type')):
+            print_log(
+                f'ConvFFN: recompute_act does not apply to {norm_cfg["type"]} pairs (statistics reduced across '
+                'processes); they are stored as usual',
+                logger='current',
+                level=logging.WARNING)
 
     @staticmethod
     def _pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
@@ -171,6 +185,9 @@ class ConvFFN(nn.Module):
 
     def _act_norm(self, x: Tensor, act: nn.Module, norm: nn.Module) -> Tensor:
         """Activation and 2-D norm of (B, H, W, C) in ``order``; either may be None."""
+        if self.recompute_act and act is not None and norm is not None and fusable_batch_norm_gelu(norm, act):
+            # one autograd node that keeps only x for backward (training-mode BatchNorm2d and GELU)
+            return batch_norm_gelu(x.permute(0, 3, 1, 2), norm, act, norm_first=self.norm_first).permute(0, 2, 3, 1)
         if act is not None and not self.norm_first:
             x = self._act(act, x)
         if norm is not None:
@@ -191,7 +208,7 @@ class ConvFFN(nn.Module):
         B, N, C = x.shape
         H, W = hw_shape
         x = x.view(B, H, W, C)
-        if self.recompute_act and torch.is_grad_enabled():
+        if self.recompute_act and self.norm1 is self.norm2 is self.norm3 is None and torch.is_grad_enabled():
             x = checkpoint(self._forward, x, use_reentrant=False, context_fn=_recompute_activations_context)
         elif self.training or not eager_no_grad():
             x = self._forward(x)
@@ -208,10 +225,12 @@ class ConvFFN(nn.Module):
     def _foldable(self) -> bool:
         return all(norm is None or eval_batch_norm(norm) for norm in (self.norm1, self.norm2, self.norm3))
 
-    def _fold(self) -> Tuple[Tensor, Tensor, Tensor, Tensor, List[Optional[Tuple[Tensor, Tensor]]]]:
-        """Weights of :meth:`_forward_folded`: ``fc1`` and ``fc2`` with the eval-mode BatchNorms that touch them folded
-        in (right after ``fc1``/``fc2``, or right before ``fc2``), and the (scale, shift) of each other norm."""
+    def _fold(self) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, List[Optional[Tuple[Tensor, Tensor]]]]:
+        """Weights of :meth:`_forward_folded`: ``fc1``, the depthwise ``conv`` and ``fc2`` with the eval-mode
+        BatchNorms that touch them folded in (right after ``fc1``/``conv``/``fc2``, or right before ``fc2``), and the
+        (scale, shift) of each other norm."""
         w1, b1 = self.fc1.weight.flatten(1), self.fc1.bias
+        wd, bd = self.conv.weight, self.conv.bias
         w2, b2 = self.fc2.weight.flatten(1), self.fc2.bias
         affines: List[Optional[Tuple[Tensor, Tensor]]] = [None, None, None]
         if self.norm1 is not None:
@@ -222,27 +241,29 @@ class ConvFFN(nn.Module):
         if self.norm2 is not None:
             if not self.norm_first:  # act2 -> norm2 -> fc2
                 w2, b2 = fold_bn_before(w2, b2, self.norm2)
-            else:
+            elif not self.dw_residual:  # conv -> norm2
+                wd, bd = fold_bn_after(wd, bd, self.norm2)
+            else:  # conv + residual -> norm2
                 affines[1] = bn_scale_shift(self.norm2)
         if self.norm3 is not None:
             if self.norm_first or self.act3 is None:  # fc2 -> norm3
                 w2, b2 = fold_bn_after(w2, b2, self.norm3)
             else:
                 affines[2] = bn_scale_shift(self.norm3)
-        return w1, b1, w2, b2, affines
+        return w1, b1, wd, bd, w2, b2, affines
 
     def _forward_folded(self, x: Tensor, folded: tuple) -> Tensor:
         """Inference with eval-mode BatchNorms: (B, H, W, C) -> (B, H, W, C), the same function as
         :meth:`_forward`, with the weights of :meth:`_fold`.
 
-        The BatchNorms folded into ``fc1``/``fc2`` cost nothing; the others are in-place per-channel affine maps; the
-        residual add and the activations run in place on fresh buffers. CMT's IRFFN thus runs ``norm2`` and
-        ``norm3`` inside ``fc2``.
+        The BatchNorms folded into ``fc1``/``conv``/``fc2`` cost nothing; the others are in-place per-channel affine
+        maps; the residual add and the activations run in place on fresh buffers. CMT's IRFFN thus runs ``norm2``
+        and ``norm3`` inside ``fc2``, HRFormer's FFN every norm inside a conv.
         """
-        w1, b1, w2, b2, (affine1, affine2, affine3) = folded
+        w1, b1, wd, bd, w2, b2, (affine1, affine2, affine3) = folded
         x = self._act_affine(F.linear(x, w1, b1), self.act1, affine1)  # B, H, W, hidden
         # B, H, W, hidden -> B, hidden, H, W (channels-last view, no copy)
-        y = self.conv(x.permute(0, 3, 1, 2))
+        y = self.conv._conv_forward(x.permute(0, 3, 1, 2), wd, bd)
         if self.dw_residual:
             y.add_(x.permute(0, 3, 1, 2))
         # B, hidden, H, W -> B, H, W, hidden (a view: the conv keeps channels-last)

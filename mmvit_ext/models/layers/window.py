@@ -190,9 +190,10 @@ def window_attention(x: Tensor,
                      attn_drop: float = 0.) -> Tensor:
     """Multi-head self-attention inside the windows of a token map.
 
-    Steps: view as (B, H, W, C); zero-pad to window multiples; roll by ``-shift`` (shifted windows); partition;
-    ``qkv``; one :func:`sdpa` with ``rel_pos_bias + shift mask + padding mask`` as its additive term; ``proj``;
-    reverse the partition, roll back, crop.
+    Steps: view as (B, H, W, C); zero-pad to window multiples; roll by ``-shift`` (shifted windows); ``qkv``;
+    partition; one :func:`sdpa` with ``rel_pos_bias + shift mask + padding mask`` as its additive term; reverse the
+    partition, roll back, crop; ``proj``. ``qkv`` and ``proj`` are per token, so running them on the map rather
+    than on the windows is the same function, with one layout copy on each side of the product.
 
     Args:
         x (Tensor): Tokens (B, H * W, C).
@@ -218,29 +219,33 @@ def window_attention(x: Tensor,
     """
     B, L, C = x.shape
     H, W = hw_shape
-    window_size = to_2tuple(window_size)
+    wh, ww = to_2tuple(window_size)
     shift = to_2tuple(shift_size)
     assert not (shuffle and any(shift)), 'shuffled windows are not shifted'
-    x, pads = pad_to_window(x.view(B, H, W, C), window_size, position=pad_position)
-    padded_hw = x.shape[1:3]
+    x, pads = pad_to_window(x.view(B, H, W, C), (wh, ww), position=pad_position)
+    Hp, Wp = padded_hw = x.shape[1:3]
     if any(shift):
         x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
-    windows = window_partition(x, window_size, shuffle=shuffle)  # B*nW, N, C
-    Bw, N, _ = windows.shape
-    nW = Bw // B
+    nH, nWw = Hp // wh, Wp // ww
+    nW, N = nH * nWw, wh * ww
     head_dims = C // num_heads
-    # B*nW, N, 3C -> 3, B, nW, heads, N, head_dims
-    q, k, v = qkv(windows).view(B, nW, N, 3, num_heads, head_dims).permute(3, 0, 1, 4, 2, 5).unbind(0)
+    # qkv is per token, so it runs on the padded map and the window partition is the one copy that lays q, k, v out
+    # for the products: B, Hp, Wp, 3C -> 3, B, nW, heads, N, head_dims
+    qkv_map = qkv(x)
+    if shuffle:  # B, wh, nH, ww, nWw, 3, heads, head_dims
+        qkv_map = qkv_map.view(B, wh, nH, ww, nWw, 3, num_heads, head_dims).permute(5, 0, 2, 4, 6, 1, 3, 7)
+    else:  # B, nH, wh, nWw, ww, 3, heads, head_dims
+        qkv_map = qkv_map.view(B, nH, wh, nWw, ww, 3, num_heads, head_dims).permute(5, 0, 1, 3, 6, 2, 4, 7)
+    q, k, v = qkv_map.reshape(3, B, nW, num_heads, N, head_dims).unbind(0)
 
     masks = []
     if any(shift):
         mask_shift = shift if mask_shift_size is None else to_2tuple(mask_shift_size)
-        masks.append(shift_window_mask(padded_hw, window_size, mask_shift, device=x.device, dtype=q.dtype))
+        masks.append(shift_window_mask(padded_hw, (wh, ww), mask_shift, device=x.device, dtype=q.dtype))
     if mask_padding == 'both_axes':
         mask_padding = (pads[0] + pads[1]) > 0 and (pads[2] + pads[3]) > 0
     if mask_padding:
-        key_mask = padding_key_mask((H, W),
-                                    window_size,
+        key_mask = padding_key_mask((H, W), (wh, ww),
                                     pads,
                                     shift_size=shift,
                                     shuffle=shuffle,
@@ -259,12 +264,16 @@ def window_attention(x: Tensor,
     if attn_bias is None or attn_bias.dim() == 3:  # no per-window term: one batch of B*nW windows
         q, k, v = q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1)
     out = sdpa(q, k, v, attn_bias=attn_bias, scale=scale, dropout_p=attn_drop)  # B[*nW], [nW,] heads, N, head_dims
-    # B*nW, heads, N, head_dims -> B*nW, N, C
-    out = proj(out.reshape(Bw, num_heads, N, head_dims).transpose(1, 2).reshape(Bw, N, C))
-    x = window_reverse(out, window_size, padded_hw, shuffle=shuffle)
+    # the reverse partition is the one copy back to the map, and proj (per token) runs on the cropped tokens
+    out = out.view(B, nH, nWw, num_heads, wh, ww, head_dims)
+    if shuffle:  # -> B, wh, nH, ww, nWw, heads, head_dims
+        out = out.permute(0, 4, 1, 5, 2, 3, 6)
+    else:  # -> B, nH, wh, nWw, ww, heads, head_dims
+        out = out.permute(0, 1, 4, 2, 5, 3, 6)
+    out = out.reshape(B, Hp, Wp, C)
     if any(shift):
-        x = torch.roll(x, shifts=shift, dims=(1, 2))
-    return crop_padding(x, pads).reshape(B, H * W, C)
+        out = torch.roll(out, shifts=shift, dims=(1, 2))
+    return proj(crop_padding(out, pads).reshape(B, H * W, C))
 
 
 class WindowMSA(nn.Module):
