@@ -138,6 +138,26 @@ def test_conv_sr_ceil_mode_pads_bottom_right(size, expected):
     assert ConvSR(6, sr_ratio=4)(x).shape[1] == (size[0] // 4) * (size[1] // 4)  # PVT: floor
 
 
+@pytest.mark.parametrize('sr_ratio', [8, 4, 2])
+@pytest.mark.parametrize('size', [(32, 32), (33, 47), (57, 18)])
+def test_conv_sr_overlapping_kernel_gives_ceil_grid(sr_ratio, size):
+    """ResT's reduction: depthwise kernel sr + 1, padding sr // 2, stride sr -> ceil(H / sr) at every size."""
+    torch.manual_seed(0)
+    sr = ConvSR(6, sr_ratio=sr_ratio, kernel_size=sr_ratio + 1, padding=sr_ratio // 2, depthwise=True)
+    assert tuple(sr.conv.weight.shape) == (6, 1, sr_ratio + 1, sr_ratio + 1)
+    x = torch.randn(2, 6, *size)
+    out = sr(x)
+    grid = [-(-s // sr_ratio) for s in size]
+    assert out.shape == (2, grid[0] * grid[1], 6)
+    ref = F.conv2d(x, sr.conv.weight, sr.conv.bias, stride=sr_ratio, padding=sr_ratio // 2, groups=6)
+    torch.testing.assert_close(out, ref.flatten(2).transpose(1, 2))
+
+
+def test_conv_sr_ceil_mode_needs_the_default_kernel():
+    with pytest.raises(ValueError, match='ceil_mode pads to multiples of the stride'):
+        ConvSR(6, sr_ratio=4, kernel_size=5, padding=2, ceil_mode=True)
+
+
 def test_attn_bias_flows_through_reduced_kv_attention():
     """CMT adds a relative-position bias (heads, N, M) to the logits: it must reach sdpa and get a gradient."""
     torch.manual_seed(0)

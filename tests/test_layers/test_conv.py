@@ -1,8 +1,9 @@
-"""ConvStem (conv -> norm/act in either order) and ResidualDWConv (x + dwconv(x) on tokens)."""
+"""ConvStem (conv -> norm/act in either order), ResidualDWConv (x + dwconv(x) on tokens) and PixelAttention
+(x * sigmoid(dwconv(x)))."""
 import torch
 import torch.nn.functional as F
 
-from mmvit_ext.models.layers import ConvStem, ResidualDWConv, nchw_to_nlc, nlc_to_nchw
+from mmvit_ext.models.layers import ConvStem, PixelAttention, ResidualDWConv, nchw_to_nlc, nlc_to_nchw
 
 
 def test_conv_stem_order_strides_and_keys():
@@ -40,3 +41,24 @@ def test_residual_dw_conv_on_tokens():
     torch.testing.assert_close(out, ref)
     assert out.is_contiguous()  # a view of the channels-last map: tokens without a copy
     assert torch.equal(nchw_to_nlc(nlc_to_nchw(out, (6, 7))), out)
+
+
+def test_pixel_attention_gates_each_pixel_and_keeps_the_layout():
+    """ResT's PA: x * sigmoid(depthwise 3x3(x)); the same in inference (in place) and with autograd, and a
+    channels-last input stays channels-last."""
+    torch.manual_seed(0)
+    pa = PixelAttention(5)
+    assert set(pa.state_dict()) == {'pa_conv.weight', 'pa_conv.bias'}
+    x = torch.randn(2, 5, 6, 7)
+    ref = x * torch.sigmoid(F.conv2d(x, pa.pa_conv.weight, pa.pa_conv.bias, padding=1, groups=5))
+    xg = x.clone().requires_grad_()
+    out = pa(xg)
+    torch.testing.assert_close(out, ref)
+    out.sum().backward()
+    assert xg.grad is not None and pa.pa_conv.weight.grad.abs().sum() > 0
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        inference = pa(x_cl)
+    torch.testing.assert_close(inference, ref)
+    assert inference.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(x_cl, x)  # the input is not overwritten

@@ -1,7 +1,7 @@
 """Layers shared by the mmvit_ext backbones; each primitive exists once, here."""
 from .attention import (AvgPoolSR, ConvSR, PyramidPoolSR, ReducedKVAttention, adaptive_avg_pool2d, fused_attn_enabled,
                         pyramid_pool_sizes, sdpa, use_fused_attn)
-from .conv import Bottleneck, ConvNormAct, ConvStem, ResidualDWConv
+from .conv import Bottleneck, ConvNormAct, ConvStem, PixelAttention, ResidualDWConv
 from .embed import PatchEmbed
 from .ffn import ConvFFN
 from .pos_bias import (QueryKeyBias, RelativePositionBias, relative_position_bias, relative_position_index,
@@ -17,8 +17,8 @@ __all__ = [
     'pyramid_pool_sizes', 'adaptive_avg_pool2d', 'PatchEmbed', 'ConvFFN', 'TokenClustering', 'TokenReconstruction',
     'nlc_to_nchw', 'nchw_to_nlc', 'to_ntuple', 'to_2tuple', 'drop_path_schedule', 'maybe_checkpoint',
     'channels_last_kernel_', 'contiguous_output', 'pad_to_multiple', 'Bottleneck', 'ConvNormAct', 'ConvStem',
-    'ResidualDWConv', 'QueryKeyBias', 'RelativePositionBias', 'relative_position_bias', 'relative_position_index',
-    'resize_rel_pos_table', 'resize_query_key_bias', 'WindowMSA', 'window_attention', 'window_partition',
-    'window_reverse', 'window_pads', 'pad_to_window', 'crop_padding', 'padding_key_mask', 'shift_window_mask',
-    'PAD_MASK_MODES'
+    'ResidualDWConv', 'PixelAttention', 'QueryKeyBias', 'RelativePositionBias', 'relative_position_bias',
+    'relative_position_index', 'resize_rel_pos_table', 'resize_query_key_bias', 'WindowMSA', 'window_attention',
+    'window_partition', 'window_reverse', 'window_pads', 'pad_to_window', 'crop_padding', 'padding_key_mask',
+    'shift_window_mask', 'PAD_MASK_MODES'
 ]

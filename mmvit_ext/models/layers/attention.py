@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from torch import Tensor
 
+from mmvit_ext.utils.errors import ConfigError
 from .utils import channels_last_kernel_, eager_no_grad, nchw_to_nlc, nlc_to_nchw, pad_to_multiple
 
 __all__ = [
@@ -126,6 +127,8 @@ class ReducedKVAttention(nn.Module):
     PVT / PVTv2 / Twins-GSA    ``ConvSR(sr_ratio=r)``                          LN / None
     PVTv2-li                   ``AvgPoolSR(pool_size=7)``                      LN / GELU
     CMT (LMHSA)                ``ConvSR(r, depthwise=True, BN, ceil_mode)``    None / None, plus attn_bias
+    ResT (EMSA)                ``ConvSR(r, kernel_size=r + 1, padding=r // 2,  LN / None
+                               depthwise=True)``
     P2T (P-MHSA)               ``PyramidPoolSR(pool_ratios)``                  LN eps 1e-5 / None
     =========================  ==============================================  ============================
 
@@ -211,38 +214,51 @@ class ReducedKVAttention(nn.Module):
 
 
 class ConvSR(nn.Module):
-    """Spatial reduction by a ``sr_ratio`` x ``sr_ratio`` conv with stride ``sr_ratio`` (PVT, CMT).
+    """Spatial reduction by a conv with stride ``sr_ratio``: ``sr_ratio`` x ``sr_ratio`` kernels (PVT, CMT) or
+    overlapping ``sr_ratio + 1`` kernels with ``sr_ratio // 2`` zero padding (ResT's EMSA).
 
     Args:
         embed_dims (int): Channels C.
-        sr_ratio (int): Kernel size and stride.
-        depthwise (bool): Depthwise conv (CMT) instead of a full conv (PVT). Defaults to False.
+        sr_ratio (int): The stride.
+        kernel_size (int, optional): Defaults to ``sr_ratio``. ResT: ``sr_ratio + 1``.
+        padding (int): Zero padding on every side. Defaults to 0. ResT: ``sr_ratio // 2``, which gives the grid
+            ``ceil(H / sr_ratio)`` at every size.
+        depthwise (bool): Depthwise conv (CMT, ResT) instead of a full conv (PVT). Defaults to False.
         norm_cfg (dict, optional): A 2-D norm on the reduced map, e.g. ``dict(type='BN')`` (CMT), registered as
             ``norm``. Token norms (PVT's LayerNorm) belong to ``ReducedKVAttention(kv_norm_cfg=...)``.
             Defaults to None.
         ceil_mode (bool): Zero-pad the bottom and right of a map whose sides are not multiples of ``sr_ratio``
             so that the reduced grid is ``ceil(H / sr_ratio)`` and no row or column is dropped; maps whose sides
-            are multiples are not touched. Defaults to False (floor, as PVT).
+            are multiples are not touched. Only with ``kernel_size == sr_ratio`` and no padding. Defaults to False
+            (floor, as PVT).
 
     Shapes:
-        (B, C, H, W) -> (B, h * w, C) with h = floor(H / sr_ratio) (``ceil`` with ``ceil_mode``), w likewise.
+        (B, C, H, W) -> (B, h * w, C) with h = ``floor((H + 2 * padding - kernel_size) / sr_ratio) + 1`` (for the
+        default kernel: ``floor(H / sr_ratio)``, ``ceil`` with ``ceil_mode``), w likewise.
     """
 
     def __init__(self,
                  embed_dims: int,
                  *,
                  sr_ratio: int,
+                 kernel_size: Optional[int] = None,
+                 padding: int = 0,
                  depthwise: bool = False,
                  norm_cfg: Optional[dict] = None,
                  ceil_mode: bool = False) -> None:
         super().__init__()
         assert sr_ratio >= 1, f'sr_ratio must be >= 1, got {sr_ratio}'
+        kernel_size = sr_ratio if kernel_size is None else kernel_size
+        if ceil_mode and (kernel_size != sr_ratio or padding):
+            raise ConfigError(f'ConvSR: ceil_mode pads to multiples of the stride for kernel_size == sr_ratio '
+                              f'without padding; got kernel_size={kernel_size}, padding={padding} (ResT: use '
+                              f'kernel_size=sr_ratio + 1, padding=sr_ratio // 2, which is ceil by itself)')
         groups = embed_dims if depthwise else 1
         self.sr_ratio = sr_ratio
         self.ceil_mode = ceil_mode
         # channels-last kernel: the conv reads channels-last token views, its gradient has the same strides (DDP)
         self.conv = channels_last_kernel_(
-            nn.Conv2d(embed_dims, embed_dims, kernel_size=sr_ratio, stride=sr_ratio, groups=groups))
+            nn.Conv2d(embed_dims, embed_dims, kernel_size=kernel_size, stride=sr_ratio, padding=padding, groups=groups))
         self.norm = build_norm_layer(norm_cfg, embed_dims)[1] if norm_cfg is not None else None
 
     def forward(self, x: Tensor) -> Tensor:

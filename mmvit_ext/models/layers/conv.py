@@ -1,9 +1,10 @@
 """Convolutional pieces of the hybrid backbones: a conv-norm-act brick for channels-last maps, a conv stem, a
-residual depthwise conv on tokens and the ResNet bottleneck.
+residual depthwise conv on tokens, ResT's pixel attention and the ResNet bottleneck.
 
 Written for mmvit_ext after the conv stems of CMT (arXiv 2107.06263, Sec. 3.1) and ResT (arXiv 2105.13677), the
-residual depthwise conv of CMT's Local Perception Unit (also CPVT's PEG, arXiv 2102.10882) and the bottleneck of
-ResNet (arXiv 1512.03385) that HRNet and HRFormer (arXiv 2110.09408) use as their first stage. No code is copied.
+residual depthwise conv of CMT's Local Perception Unit (also CPVT's PEG, arXiv 2102.10882), ResT's pixel attention
+(PA) and the bottleneck of ResNet (arXiv 1512.03385) that HRNet and HRFormer (arXiv 2110.09408) use as their first
+stage. No code is copied.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -199,6 +200,31 @@ class ResidualDWConv(nn.Module):
         x = nlc_to_nchw(x, hw_shape)  # B, N, C -> B, C, H, W (channels-last view)
         # the conv's output is fresh and not needed by backward: it takes the residual in place
         return nchw_to_nlc(self.conv(x).add_(x))
+
+
+class PixelAttention(nn.Module):
+    """``x * sigmoid(dwconv(x))`` on a (B, C, H, W) map: ResT's pixel attention (``PA``), its position encoding
+    after every patch embedding. A ``kernel_size`` depthwise conv with bias and ``kernel_size // 2`` padding; keys
+    ``pa_conv.weight``, ``pa_conv.bias``.
+
+    Args:
+        embed_dims (int): Channels C.
+        kernel_size (int): Defaults to 3.
+
+    Shapes:
+        (B, C, H, W) -> (B, C, H, W), the input's memory format.
+    """
+
+    def __init__(self, embed_dims: int, *, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.pa_conv = channels_last_kernel_(
+            nn.Conv2d(embed_dims, embed_dims, kernel_size, padding=kernel_size // 2, groups=embed_dims))
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate = self.pa_conv(x)
+        if eager_no_grad():  # the conv output is fresh and read by nothing else
+            return gate.sigmoid_().mul_(x)
+        return x * gate.sigmoid()
 
 
 class Bottleneck(nn.Module):
