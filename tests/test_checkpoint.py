@@ -1,10 +1,14 @@
 """Safe checkpoint loading on torch >= 2.6: MMEngine's own checkpoints load with weights_only=True kept, through
 ``load_checkpoint``, ``Runner`` resume and ``init_cfg=dict(type='Pretrained')``; anything else is refused before
 its payload runs."""
+import argparse
 import glob
 import os
 import os.path as osp
 import pickle
+import sys
+import types
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -156,6 +160,70 @@ def test_getattr_is_restricted_to_history_buffer(tmp_path):
     torch.save({'x': GetattrPayload()}, str(path))
     with pytest.raises(UnsafeCheckpointError, match='refusing getattr'):
         safe_torch_load(str(path))
+
+
+class _FakeCfgNode(dict):
+    """Pickles as ``yacs.config.CfgNode`` does (a dict subclass with bookkeeping attributes), without yacs: its
+    ``__module__`` and ``__qualname__`` say ``yacs.config.CfgNode``, and :func:`_save_as_yacs` provides the module
+    while saving."""
+    __module__ = 'yacs.config'
+    __qualname__ = 'CfgNode'
+
+    def __init__(self, items=(), frozen=True):
+        super().__init__(items)
+        self.__dict__.update({'__immutable__': frozen, '__deprecated_keys__': set(), '__new_allowed__': False})
+
+
+def _save_as_yacs(obj, path, monkeypatch):
+    """torch.save with ``_FakeCfgNode`` as ``yacs.config.CfgNode``; the module is gone again when loading."""
+    module = types.ModuleType('yacs.config')
+    module.CfgNode = _FakeCfgNode
+    monkeypatch.setitem(sys.modules, 'yacs', types.ModuleType('yacs'))
+    monkeypatch.setitem(sys.modules, 'yacs.config', module)
+    torch.save(obj, str(path))
+    monkeypatch.delitem(sys.modules, 'yacs.config')
+    monkeypatch.delitem(sys.modules, 'yacs')
+
+
+def test_pickled_training_configs_load_as_inert_data(tmp_path, monkeypatch):
+    """Official checkpoints pickle their yacs config and argparse args next to the weights: both load with
+    weights_only=True and without yacs, the config as nested OrderedDicts, the args as a Namespace."""
+    cfg = _FakeCfgNode({'MODEL': _FakeCfgNode({'NAME': 'rest_lite', 'DEPTHS': [2, 2, 2, 2]}), 'LR': 5e-4})
+    path = tmp_path / 'official.pth'
+    _save_as_yacs({
+        'model': {
+            'w': torch.ones(2)
+        },
+        'config': cfg,
+        'args': argparse.Namespace(lr=1e-3, cfg=cfg)
+    }, path, monkeypatch)
+    assert 'yacs.config' not in sys.modules
+    ckpt = safe_torch_load(str(path))
+    assert torch.equal(ckpt['model']['w'], torch.ones(2))
+    config = ckpt['config']
+    assert type(config) is OrderedDict and type(config['MODEL']) is OrderedDict
+    assert config == {'MODEL': {'NAME': 'rest_lite', 'DEPTHS': [2, 2, 2, 2]}, 'LR': 5e-4}
+    assert isinstance(ckpt['args'], argparse.Namespace) and ckpt['args'].lr == 1e-3
+    assert ckpt['args'].cfg['MODEL']['NAME'] == 'rest_lite'
+    assert 'yacs.config' not in sys.modules  # nothing imported yacs
+
+
+def test_malicious_object_in_the_config_place_is_still_refused(tmp_path, monkeypatch):
+    """The config allowance is narrow: a payload under 'config' or inside the args is refused and never runs."""
+    marker = tmp_path / 'pwned'
+    _Payload.marker = str(marker)
+    for i, obj in enumerate([{
+            'config': _Payload()
+    }, {
+            'args': argparse.Namespace(cfg=_Payload())
+    }, {
+            'config': _FakeCfgNode({'MODEL': _Payload()})
+    }]):
+        path = tmp_path / f'evil{i}.pth'
+        _save_as_yacs(dict(obj, model={'w': torch.zeros(1)}), path, monkeypatch)
+        with pytest.raises(UnsafeCheckpointError, match='Refused to load checkpoint'):
+            safe_torch_load(str(path))
+    assert not marker.exists()
 
 
 def test_missing_checkpoint_message(tmp_path):

@@ -11,7 +11,11 @@ contain:
 * ``mmengine.logging.history_buffer.HistoryBuffer``;
 * numpy arrays and scalars (``_reconstruct``, ``ndarray``, ``dtype`` and its per-type classes, ``scalar``);
 * ``builtins.getattr``, replaced by :func:`_history_buffer_getattr`, which only returns the statistic methods of
-  ``HistoryBuffer`` (how it pickles ``_statistics_methods``) and refuses anything else.
+  ``HistoryBuffer`` (how it pickles ``_statistics_methods``) and refuses anything else;
+* the training-config objects that official checkpoints pickle next to their weights (ResT, CMT, HRFormer
+  ImageNet checkpoints): ``argparse.Namespace`` (attributes only, no code) and yacs' ``CfgNode``, which is read
+  as inert data, an ``OrderedDict`` of its keys (nested nodes likewise), by :class:`_InertCfgNode` without
+  importing yacs.
 
 A file with any other pickled global (e.g. a ``__reduce__`` that calls ``os.system``) is refused with
 :class:`UnsafeCheckpointError` before its payload can run.
@@ -22,7 +26,9 @@ does not fit never leaves a half-loaded model behind.
 
 This module imports only torch and MMEngine (and numpy, MMEngine's dependency, while unpickling).
 """
+import argparse
 import os.path as osp
+from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import torch
@@ -51,12 +57,28 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
     raise UnsafeCheckpointError(f'refusing getattr({obj!r}, {name!r}) while unpickling a checkpoint')
 
 
+class _InertCfgNode:
+    """Stand-in for ``yacs.config.CfgNode`` during unpickling: yields an ``OrderedDict`` of the node's keys.
+
+    A pickled ``CfgNode`` (a dict subclass) is rebuilt as ``NEWOBJ`` (this class's ``__new__``, which returns a
+    fresh ``OrderedDict``), ``SETITEMS`` (its keys) and ``BUILD`` (yacs' bookkeeping flags, which land in the
+    ``OrderedDict``'s ``__dict__``). No yacs code runs, and yacs need not be installed. Called any other way, it
+    still only returns an empty ``OrderedDict``.
+    """
+
+    def __new__(cls, *args, **kwargs) -> 'OrderedDict[str, Any]':
+        return OrderedDict()
+
+
 def allowed_globals() -> List[Any]:
     """The globals an MMEngine checkpoint may contain, in ``torch.serialization.safe_globals`` form."""
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    allowed: List[Any] = [HistoryBuffer, np.ndarray, np.dtype, (_history_buffer_getattr, 'builtins.getattr')]
+    allowed: List[Any] = [
+        HistoryBuffer, np.ndarray, np.dtype, (_history_buffer_getattr, 'builtins.getattr'), argparse.Namespace,
+        (_InertCfgNode, 'yacs.config.CfgNode')
+    ]
     # numpy 2 pickles as numpy._core.*, numpy 1 as numpy.core.*: allow whichever names this numpy writes/reads.
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
@@ -73,8 +95,8 @@ def safe_torch_load(f, map_location=None, extra_globals: Sequence[Any] = ()) -> 
     Args:
         f: path or file object.
         map_location: as for :func:`torch.load`.
-        extra_globals: further harmless classes to allow, e.g. ``argparse.Namespace`` for the ``args`` entry of
-            DeiT-style training checkpoints (the converter CLI allows it).
+        extra_globals: further harmless classes to allow (``argparse.Namespace`` and yacs' ``CfgNode`` already
+            are, see the module note).
 
     Raises:
         UnsafeCheckpointError: the file holds a pickled global outside the allow-list; nothing of it was executed.

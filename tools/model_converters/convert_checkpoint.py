@@ -48,8 +48,8 @@ def main(argv=None):
     with user_errors(args.debug):
         if not osp.isfile(args.src):
             raise UserError(f'source checkpoint {args.src!r} does not exist')
-        # ``args`` of DeiT-style training checkpoints is an argparse.Namespace: harmless, so allowed here.
-        checkpoint = safe_torch_load(args.src, map_location='cpu', extra_globals=[argparse.Namespace])
+        # training configs pickled next to the weights (argparse.Namespace, yacs CfgNode) load as inert data
+        checkpoint = safe_torch_load(args.src, map_location='cpu')
         if args.ema:
             if not (isinstance(checkpoint, dict) and 'model_ema' in checkpoint):
                 keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
