@@ -242,3 +242,42 @@ def test_adaptive_pool_export_path_matches_torch(monkeypatch, size, out):
     expected = F.adaptive_avg_pool2d(x, out)
     monkeypatch.setattr(torch.onnx, 'is_in_onnx_export', lambda: True)
     torch.testing.assert_close(adaptive_avg_pool2d(x, out), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('heads', [1, 4])
+def test_head_mixing_is_rest_v1_attention(heads):
+    """ResT v1's EMSA: logits * d^-0.5 -> 1x1 conv over heads -> softmax -> InstanceNorm per head map -> @ v,
+    against a naive float64 reference; one head is plain softmax attention (no transform modules)."""
+    torch.manual_seed(0)
+    C, hw, r = 8 * heads, (9, 13), 4
+    attn = ReducedKVAttention(
+        C,
+        num_heads=heads,
+        kv_reducer=ConvSR(C, sr_ratio=r, kernel_size=r + 1, padding=r // 2, depthwise=True),
+        kv_norm_cfg=dict(type='LN'),
+        head_mixing=True).double()
+    assert hasattr(attn, 'transform_conv') == (heads > 1)
+    x = torch.randn(2, hw[0] * hw[1], C, dtype=torch.float64, requires_grad=True)
+    out = attn(x, hw)
+
+    B, N, _ = x.shape
+    d = C // heads
+    q = attn.q(x).view(B, N, heads, d).transpose(1, 2)
+    m = x.transpose(1, 2).reshape(B, C, *hw)
+    red = F.conv2d(m, attn.sr.conv.weight, attn.sr.conv.bias, stride=r, padding=r // 2, groups=C)
+    red = attn.norm(red.flatten(2).transpose(1, 2))
+    kv = attn.kv(red).view(B, -1, 2, heads, d).permute(2, 0, 3, 1, 4)
+    logits = q @ kv[0].transpose(-2, -1) * d**-0.5
+    if heads > 1:
+        logits = F.conv2d(logits, attn.transform_conv.weight, attn.transform_conv.bias)
+        weights = logits.softmax(-1)
+        mean = weights.mean(dim=(2, 3), keepdim=True)
+        var = weights.var(dim=(2, 3), unbiased=False, keepdim=True)
+        weights = (weights - mean) / torch.sqrt(var + 1e-5)
+    else:
+        weights = logits.softmax(-1)
+    ref = attn.proj((weights @ kv[1]).transpose(1, 2).reshape(B, N, C))
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    out.pow(2).sum().backward()
+    if heads > 1:
+        assert attn.transform_conv.weight.grad.abs().sum() > 0

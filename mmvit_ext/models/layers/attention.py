@@ -61,8 +61,14 @@ def sdpa(q: Tensor,
          *,
          attn_bias: Optional[Tensor] = None,
          scale: Optional[float] = None,
-         dropout_p: float = 0.) -> Tensor:
+         dropout_p: float = 0.,
+         head_mixing: Optional[Tuple[nn.Module, nn.Module]] = None) -> Tensor:
     """Scaled dot-product attention, ``softmax(q @ k^T * scale + attn_bias) @ v``.
+
+    With ``head_mixing = (conv, norm)`` (ResT v1's head interaction) the weights are
+    ``norm(softmax(conv(q @ k^T * scale + attn_bias)))``: ``conv`` mixes the heads of the (B, heads, N, M) logits
+    (a 1x1 ``nn.Conv2d`` over the head axis) and ``norm`` (an ``nn.InstanceNorm2d``) normalises each head's map;
+    always the explicit path, as no fused kernel computes it.
 
     Args:
         q (Tensor): Queries, (B, heads, N, head_dims).
@@ -73,10 +79,22 @@ def sdpa(q: Tensor,
         scale (float, optional): Multiplier of the logits (as in torch, *not* a divisor).
             Defaults to ``head_dims ** -0.5``.
         dropout_p (float): Dropout on the attention weights. Pass 0 in eval mode. Defaults to 0.
+        head_mixing (tuple[nn.Module, nn.Module], optional): ``(conv, norm)`` around the softmax, see above.
+            Defaults to None.
 
     Returns:
         Tensor: (B, heads, N, head_dims_v).
     """
+    if head_mixing is not None:
+        conv, norm = head_mixing
+        scale = q.shape[-1]**-0.5 if scale is None else scale
+        attn = (q @ k.transpose(-2, -1)).mul_(scale)  # B, heads, N, M; fresh, not needed by backward
+        if attn_bias is not None:
+            attn = attn.add_(attn_bias)
+        attn = norm(conv(attn).softmax(dim=-1))
+        if dropout_p > 0.:
+            attn = F.dropout(attn, p=dropout_p)
+        return attn @ v
     if _FUSED_ATTN and not (attn_bias is not None and q.device.type == 'cpu'):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=scale)
     scale = q.shape[-1]**-0.5 if scale is None else scale
@@ -127,9 +145,10 @@ class ReducedKVAttention(nn.Module):
     PVT / PVTv2 / Twins-GSA    ``ConvSR(sr_ratio=r)``                          LN / None
     PVTv2-li                   ``AvgPoolSR(pool_size=7)``                      LN / GELU
     CMT (LMHSA)                ``ConvSR(r, depthwise=True, BN, ceil_mode)``    None / None, plus attn_bias
-    ResT (EMSA)                ``ConvSR(r, kernel_size=r + 1, padding=r // 2,  LN / None
+    ResT v1, v2 (EMSA)         ``ConvSR(r, kernel_size=r + 1, padding=r // 2,  LN / None
                                depthwise=True)``
     P2T (P-MHSA)               ``PyramidPoolSR(pool_ratios)``                  LN eps 1e-5 / None
+    ResT v1 (EMSA)             as ResT, plus ``head_mixing=True``              LN / None
     =========================  ==============================================  ============================
 
     Args:
@@ -143,6 +162,9 @@ class ReducedKVAttention(nn.Module):
         qk_scale (float, optional): Logit multiplier. Defaults to ``head_dims ** -0.5``.
         attn_drop_rate (float): Dropout on the attention weights. Defaults to 0.
         proj_drop_rate (float): Dropout after ``proj``. Defaults to 0.
+        head_mixing (bool): ResT v1's head interaction when ``num_heads > 1``: ``transform_conv`` (1x1 conv over
+            the heads of the logits, with bias) before the softmax and ``transform_norm`` (``InstanceNorm2d``,
+            affine off, no running statistics) after it, see :func:`sdpa`. Defaults to False.
     """
 
     def __init__(self,
@@ -155,7 +177,8 @@ class ReducedKVAttention(nn.Module):
                  qkv_bias: bool = True,
                  qk_scale: Optional[float] = None,
                  attn_drop_rate: float = 0.,
-                 proj_drop_rate: float = 0.) -> None:
+                 proj_drop_rate: float = 0.,
+                 head_mixing: bool = False) -> None:
         super().__init__()
         assert embed_dims % num_heads == 0, f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}'
         self.embed_dims = embed_dims
@@ -170,6 +193,10 @@ class ReducedKVAttention(nn.Module):
         self.kv = nn.Linear(embed_dims, 2 * embed_dims, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop_rate)
+        self.head_mixing = head_mixing and num_heads > 1
+        if self.head_mixing:  # one head: plain softmax attention (ResT v1 stage 1)
+            self.transform_conv = nn.Conv2d(num_heads, num_heads, kernel_size=1)
+            self.transform_norm = nn.InstanceNorm2d(num_heads)
 
     def forward(self,
                 x: Tensor,
@@ -207,7 +234,8 @@ class ReducedKVAttention(nn.Module):
         k, v = self.kv(kv_tokens).view(B, M, 2, self.num_heads, head_dims).permute(2, 0, 3, 1, 4).unbind(0)
 
         dropout_p = self.attn_drop_rate if self.training else 0.
-        x = sdpa(q, k, v, attn_bias=attn_bias, scale=self.scale, dropout_p=dropout_p)
+        mixing = (self.transform_conv, self.transform_norm) if self.head_mixing else None
+        x = sdpa(q, k, v, attn_bias=attn_bias, scale=self.scale, dropout_p=dropout_p, head_mixing=mixing)
         # B, heads, N, head_dims -> B, N, C
         x = x.transpose(1, 2).reshape(B, N, C)
         return self.proj_drop(self.proj(x))
