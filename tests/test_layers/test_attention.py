@@ -281,3 +281,46 @@ def test_head_mixing_is_rest_v1_attention(heads):
     out.pow(2).sum().backward()
     if heads > 1:
         assert attn.transform_conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('r, hw', [(4, (16, 12)), (4, (13, 18)), (2, (7, 9)), (1, (5, 6))])
+def test_upsample_branch_is_rest_v2_attention(r, hw):
+    """ResT v2's EMSAv2: proj(attn @ v + up_norm(crop(PixelShuffle(dwconv(v_map))))) against a naive float64
+    reference, at multiples of r (the official sizes) and not (the ceil grid, cropped)."""
+    torch.manual_seed(0)
+    C, heads = 8, 2
+    reducer = ConvSR(C, sr_ratio=r, kernel_size=r + 1, padding=r // 2, depthwise=True) if r > 1 else None
+    attn = ReducedKVAttention(
+        C,
+        num_heads=heads,
+        kv_reducer=reducer,
+        kv_norm_cfg=dict(type='LN', eps=1e-6) if r > 1 else None,
+        upsample_ratio=r).double()
+    assert tuple(attn.up[0].weight.shape) == (r * r * C, 1, 3, 3)
+    x = torch.randn(2, hw[0] * hw[1], C, dtype=torch.float64)
+    out = attn(x, hw)
+
+    B, N, _ = x.shape
+    d = C // heads
+    red = x
+    if r > 1:
+        m = x.transpose(1, 2).reshape(B, C, *hw)
+        red = F.conv2d(m, attn.sr.conv.weight, attn.sr.conv.bias, stride=r, padding=r // 2, groups=C)
+        red = attn.norm(red.flatten(2).transpose(1, 2))
+    k, v = attn.kv(red).view(B, -1, 2, heads, d).permute(2, 0, 3, 1, 4)
+    q = attn.q(x).view(B, N, heads, d).transpose(1, 2)
+    o = ((q @ k.transpose(-2, -1) * d**-0.5).softmax(-1) @ v).transpose(1, 2).reshape(B, N, C)
+    grid = (-(-hw[0] // r), -(-hw[1] // r))
+    v_map = v.permute(0, 1, 3, 2).reshape(B, C, *grid)  # channel head * d + j
+    up = F.conv2d(v_map, attn.up[0].weight, attn.up[0].bias, padding=1, groups=C)
+    up = F.pixel_shuffle(up, r)[:, :, :hw[0], :hw[1]]
+    ref = attn.proj(o + attn.up_norm(up.flatten(2).transpose(1, 2)))
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_upsample_branch_needs_the_ceil_grid():
+    attn = ReducedKVAttention(8, num_heads=2, kv_reducer=ConvSR(8, sr_ratio=4), upsample_ratio=4)  # floor grid
+    with pytest.raises(ValueError, match='needs the reduced grid ceil'):
+        attn(torch.randn(1, 13 * 18, 8), (13, 18))
+    with pytest.raises(ValueError, match='upsample_ratio must be an int >= 1'):
+        ReducedKVAttention(8, num_heads=2, upsample_ratio=0)

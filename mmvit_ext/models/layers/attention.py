@@ -149,6 +149,7 @@ class ReducedKVAttention(nn.Module):
                                depthwise=True)``
     P2T (P-MHSA)               ``PyramidPoolSR(pool_ratios)``                  LN eps 1e-5 / None
     ResT v1 (EMSA)             as ResT, plus ``head_mixing=True``              LN / None
+    ResT v2 (EMSAv2)           as ResT, plus ``upsample_ratio=r``              LN eps 1e-6 / None
     =========================  ==============================================  ============================
 
     Args:
@@ -165,6 +166,12 @@ class ReducedKVAttention(nn.Module):
         head_mixing (bool): ResT v1's head interaction when ``num_heads > 1``: ``transform_conv`` (1x1 conv over
             the heads of the logits, with bias) before the softmax and ``transform_norm`` (``InstanceNorm2d``,
             affine off, no running statistics) after it, see :func:`sdpa`. Defaults to False.
+        upsample_ratio (int, optional): ResT v2's upsample branch: the values of the reduced tokens as a
+            (B, C, ceil(H / r), ceil(W / r)) map (channel ``head * head_dims + j``) -> ``up.0`` (depthwise 3x3 to
+            ``r * r * C`` channels) -> ``up.1`` (PixelShuffle(r)) -> cropped to (H, W) -> ``up_norm`` (token norm),
+            added to the attention output before ``proj``. ``r`` is the reduction ratio (1: no reduction, a plain
+            depthwise 3x3 of the values); the reducer must give the ``ceil`` grid. Defaults to None (no branch).
+        upsample_norm_cfg (dict): ``up_norm``. Defaults to ``dict(type='LN', eps=1e-6)`` (ResT v2).
     """
 
     def __init__(self,
@@ -178,7 +185,9 @@ class ReducedKVAttention(nn.Module):
                  qk_scale: Optional[float] = None,
                  attn_drop_rate: float = 0.,
                  proj_drop_rate: float = 0.,
-                 head_mixing: bool = False) -> None:
+                 head_mixing: bool = False,
+                 upsample_ratio: Optional[int] = None,
+                 upsample_norm_cfg: dict = dict(type='LN', eps=1e-6)) -> None:
         super().__init__()
         assert embed_dims % num_heads == 0, f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}'
         self.embed_dims = embed_dims
@@ -197,6 +206,15 @@ class ReducedKVAttention(nn.Module):
         if self.head_mixing:  # one head: plain softmax attention (ResT v1 stage 1)
             self.transform_conv = nn.Conv2d(num_heads, num_heads, kernel_size=1)
             self.transform_norm = nn.InstanceNorm2d(num_heads)
+        self.upsample_ratio = upsample_ratio
+        if upsample_ratio is not None:
+            if not (isinstance(upsample_ratio, int) and upsample_ratio >= 1):
+                raise ConfigError(f'upsample_ratio must be an int >= 1 (the reduction ratio), got {upsample_ratio!r}')
+            self.up = nn.Sequential(
+                channels_last_kernel_(
+                    nn.Conv2d(embed_dims, upsample_ratio**2 * embed_dims, 3, padding=1, groups=embed_dims)),
+                nn.PixelShuffle(upsample_ratio))
+            self.up_norm = build_norm_layer(upsample_norm_cfg, embed_dims)[1]
 
     def forward(self,
                 x: Tensor,
@@ -238,7 +256,24 @@ class ReducedKVAttention(nn.Module):
         x = sdpa(q, k, v, attn_bias=attn_bias, scale=self.scale, dropout_p=dropout_p, head_mixing=mixing)
         # B, heads, N, head_dims -> B, N, C
         x = x.transpose(1, 2).reshape(B, N, C)
+        if self.upsample_ratio is not None:
+            x = x + self._upsample_values(v, hw_shape)
         return self.proj_drop(self.proj(x))
+
+    def _upsample_values(self, v: Tensor, hw_shape: Tuple[int, int]) -> Tensor:
+        """ResT v2's upsample branch: (B, heads, M, head_dims) values -> (B, N, C) tokens."""
+        B, heads, M, head_dims = v.shape
+        H, W = hw_shape
+        r = self.upsample_ratio
+        grid = (-(-H // r), -(-W // r))
+        if M != grid[0] * grid[1]:
+            raise ConfigError(f'upsample_ratio={r} needs the reduced grid ceil(H / r) x ceil(W / r) = '
+                              f'{grid[0]}x{grid[1]}, got {M} key tokens for a {H}x{W} map: use a reducer with that '
+                              'grid, e.g. ConvSR(kernel_size=r + 1, padding=r // 2)')
+        # B, heads, M, head_dims -> B, M, C -> B, C, h, w (channel head * head_dims + j; a channels-last view)
+        v_map = nlc_to_nchw(v.transpose(1, 2).reshape(B, M, heads * head_dims), grid)
+        up = self.up(v_map)[:, :, :H, :W]  # B, C, h * r, w * r -> B, C, H, W (crop of the ceil grid)
+        return self.up_norm(nchw_to_nlc(up))
 
 
 class ConvSR(nn.Module):
