@@ -31,6 +31,26 @@ def test_conv_stem_order_strides_and_keys():
     assert resnet_like[0].conv.bias is None and resnet_like[0].order == ('conv', 'norm', 'act')
 
 
+def test_conv_stem_plain_last_conv_is_rest_v1_stem():
+    """ResT v1: conv-BN-ReLU (s2), conv-BN-ReLU (s1), then a plain conv (s2) without norm or activation."""
+    torch.manual_seed(0)
+    stem = ConvStem(3, channels=(4, 4, 8), strides=(2, 1, 2), last_norm_act=False).eval()
+    assert not any(k.startswith('2.bn') for k in stem.state_dict()) and '1.bn.weight' in stem.state_dict()
+    assert stem[2].conv.bias is None
+    x = torch.randn(2, 3, 17, 20)
+    ref = x
+    for i, layer in enumerate(stem):
+        conv = layer.conv
+        ref = F.conv2d(ref, conv.weight, None, stride=conv.stride, padding=1)
+        if i < 2:
+            bn = layer.bn
+            ref = F.relu(F.batch_norm(ref, bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps))
+    with torch.no_grad():
+        out = stem(x)
+    assert out.shape == (2, 8, 5, 5)
+    torch.testing.assert_close(out, ref)
+
+
 def test_residual_dw_conv_on_tokens():
     torch.manual_seed(0)
     lpu = ResidualDWConv(5)

@@ -128,7 +128,8 @@ class ConvStem(nn.Sequential):
     model   arguments
     ======  =========================================================================================
     CMT     ``channels=(S, S, S), strides=(2, 1, 1), bias=True, act_cfg=GELU, order=('conv', 'act', 'norm')``
-    ResT    ``channels=(C/2, C/2, C), strides=(2, 1, 2), bias=False, act_cfg=ReLU`` (``conv, norm, act``)
+    ResT    ``channels=(C/2, C/2, C), strides=(2, 1, 2), bias=False, act_cfg=ReLU, last_norm_act=False``
+    ResTv2  ``channels=(C/2, C), strides=(2, 2), bias=False, act_cfg=ReLU``, then a 1x1 conv with bias
     ======  =========================================================================================
 
     Args:
@@ -140,26 +141,28 @@ class ConvStem(nn.Sequential):
         norm_cfg (dict): Defaults to ``dict(type='BN')``.
         act_cfg (dict): Defaults to ``dict(type='ReLU')``.
         order (tuple[str]): Defaults to ``('conv', 'norm', 'act')``.
+        last_norm_act (bool): Norm and activation after the last conv too; False leaves it a plain conv (no
+            ``bn`` keys; ResT v1's ``conv3``). Defaults to True.
 
     Shapes:
         (B, in_channels, H, W) -> (B, channels[-1], H', W') with each stride s mapping H to ``ceil(H / s)``.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        *,
-        channels: Sequence[int],
-        strides: Sequence[int],
-        kernel_size: int = 3,
-        bias: bool = False,
-        norm_cfg: dict = dict(type='BN'),
-        act_cfg: dict = dict(type='ReLU'),
-        order: Tuple[str, str, str] = ('conv', 'norm', 'act')
-    ) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 *,
+                 channels: Sequence[int],
+                 strides: Sequence[int],
+                 kernel_size: int = 3,
+                 bias: bool = False,
+                 norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU'),
+                 order: Tuple[str, str, str] = ('conv', 'norm', 'act'),
+                 last_norm_act: bool = True) -> None:
         assert len(channels) == len(strides) > 0, f'{len(channels)} channels for {len(strides)} strides'
         layers, cin = [], in_channels
-        for cout, stride in zip(channels, strides):
+        for i, (cout, stride) in enumerate(zip(channels, strides)):
+            plain = not last_norm_act and i == len(channels) - 1
             layers.append(
                 ConvNormAct(
                     cin,
@@ -168,8 +171,8 @@ class ConvStem(nn.Sequential):
                     stride=stride,
                     padding=kernel_size // 2,
                     bias=bias,
-                    norm_cfg=norm_cfg,
-                    act_cfg=act_cfg,
+                    norm_cfg=None if plain else norm_cfg,
+                    act_cfg=None if plain else act_cfg,
                     order=tuple(order)))
             cin = cout
         super().__init__(*layers)
