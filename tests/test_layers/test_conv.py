@@ -82,3 +82,22 @@ def test_pixel_attention_gates_each_pixel_and_keeps_the_layout():
     torch.testing.assert_close(inference, ref)
     assert inference.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(x_cl, x)  # the input is not overwritten
+
+
+def test_layer_norm_2d_normalises_channels_at_each_pixel():
+    from mmvit_ext.models.layers import LayerNorm2d
+    torch.manual_seed(0)
+    norm = LayerNorm2d(6)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    norm = norm.double()
+    mean = x.mean(1, keepdim=True)
+    var = x.var(1, unbiased=False, keepdim=True)
+    ref = (x - mean) / torch.sqrt(var + 1e-6) * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)
+    torch.testing.assert_close(norm(x), ref)
+    out = norm(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert set(norm.state_dict()) == {'weight', 'bias'} and norm.eps == 1e-6

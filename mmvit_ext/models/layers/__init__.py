@@ -4,6 +4,7 @@ from .attention import (AvgPoolSR, ConvSR, PyramidPoolSR, ReducedKVAttention, ad
 from .conv import Bottleneck, ConvNormAct, ConvStem, PixelAttention, ResidualDWConv
 from .embed import PatchEmbed
 from .ffn import ConvFFN
+from .norm_act import LayerNorm2d
 from .pos_bias import (QueryKeyBias, RelativePositionBias, relative_position_bias, relative_position_index,
                        resize_query_key_bias, resize_rel_pos_table)
 from .token_ops import TokenClustering, TokenReconstruction
@@ -17,7 +18,7 @@ __all__ = [
     'pyramid_pool_sizes', 'adaptive_avg_pool2d', 'PatchEmbed', 'ConvFFN', 'TokenClustering', 'TokenReconstruction',
     'nlc_to_nchw', 'nchw_to_nlc', 'to_ntuple', 'to_2tuple', 'drop_path_schedule', 'maybe_checkpoint',
     'channels_last_kernel_', 'contiguous_output', 'pad_to_multiple', 'Bottleneck', 'ConvNormAct', 'ConvStem',
-    'ResidualDWConv', 'PixelAttention', 'QueryKeyBias', 'RelativePositionBias', 'relative_position_bias',
+    'ResidualDWConv', 'PixelAttention', 'LayerNorm2d', 'QueryKeyBias', 'RelativePositionBias', 'relative_position_bias',
     'relative_position_index', 'resize_rel_pos_table', 'resize_query_key_bias', 'WindowMSA', 'window_attention',
     'window_partition', 'window_reverse', 'window_pads', 'pad_to_window', 'crop_padding', 'padding_key_mask',
     'shift_window_mask', 'PAD_MASK_MODES'

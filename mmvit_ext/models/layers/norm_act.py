@@ -1,6 +1,12 @@
-"""Training-mode BatchNorm and GELU as one autograd node that stores only the BatchNorm's (or GELU's) input.
+"""Norm pieces: a channels-first LayerNorm for maps, and training-mode BatchNorm and GELU as one autograd node that
+stores only the BatchNorm's (or GELU's) input.
 
-Written for mmvit_ext. Autograd keeps three tensors around a ``conv -> BN -> GELU`` pair (HRFormer's FFN) or a
+Written for mmvit_ext.
+
+:class:`LayerNorm2d` normalises a (B, C, H, W) map over C at every pixel (ResT v2's dense output norms); on a
+channels-last map it reads and writes the (B, H, W, C) view without a copy.
+
+Autograd keeps three tensors around a ``conv -> BN -> GELU`` pair (HRFormer's FFN) or a
 ``conv -> GELU -> BN`` pair (CMT's IRFFN): the conv output (BN or GELU input), the intermediate (GELU or BN input)
 and the output (read by the next conv). :func:`batch_norm_gelu` keeps the first and the output only and recomputes
 the intermediate in backward, one elementwise pass: one tensor of the pair's size less per pair for the whole step.
@@ -18,7 +24,27 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['batch_norm_gelu', 'fusable_batch_norm_gelu']
+__all__ = ['LayerNorm2d', 'batch_norm_gelu', 'fusable_batch_norm_gelu']
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of a (B, C, H, W) map, at every pixel; keys ``weight``, ``bias``.
+
+    Args:
+        num_channels (int): C.
+        eps (float): Defaults to 1e-6 (ResT v2).
+
+    Shapes:
+        (B, C, H, W) -> (B, C, H, W) in the input's memory format (channels-last stays channels-last).
+    """
+
+    def __init__(self, num_channels: int, *, eps: float = 1e-6) -> None:
+        super().__init__(num_channels, eps=eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # B, C, H, W -> B, H, W, C (a view of a channels-last map) -> norm -> B, C, H, W
+        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
+                            self.eps).permute(0, 3, 1, 2)
 
 
 def fusable_batch_norm_gelu(norm: Optional[nn.Module], act: Optional[nn.Module]) -> bool:
