@@ -85,26 +85,20 @@ def sdpa(q: Tensor,
     Returns:
         Tensor: (B, heads, N, head_dims_v).
     """
-    if head_mixing is not None:
-        conv, norm = head_mixing
-        scale = q.shape[-1]**-0.5 if scale is None else scale
-        attn = (q @ k.transpose(-2, -1)).mul_(scale)  # B, heads, N, M; fresh, not needed by backward
-        if attn_bias is not None:
-            attn = attn.add_(attn_bias)
-        attn = norm(conv(attn).softmax(dim=-1))
-        if dropout_p > 0.:
-            attn = F.dropout(attn, p=dropout_p)
-        return attn @ v
-    if _FUSED_ATTN and not (attn_bias is not None and q.device.type == 'cpu'):
+    if head_mixing is None and _FUSED_ATTN and not (attn_bias is not None and q.device.type == 'cpu'):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=scale)
     scale = q.shape[-1]**-0.5 if scale is None else scale
-    if dropout_p == 0. and eager_no_grad():
+    if head_mixing is None and dropout_p == 0. and eager_no_grad():
         return _explicit_attention_inference(q, k, v, attn_bias, scale)
     # the product is a fresh tensor that backward does not need: scale it and add the bias in place
     attn = (q @ k.transpose(-2, -1)).mul_(scale)  # B, heads, N, M
     if attn_bias is not None:
         attn = attn.add_(attn_bias)
-    attn = attn.softmax(dim=-1)
+    if head_mixing is not None:
+        conv, norm = head_mixing
+        attn = norm(conv(attn).softmax(dim=-1))
+    else:
+        attn = attn.softmax(dim=-1)
     if dropout_p > 0.:
         attn = F.dropout(attn, p=dropout_p)
     return attn @ v
@@ -145,11 +139,11 @@ class ReducedKVAttention(nn.Module):
     PVT / PVTv2 / Twins-GSA    ``ConvSR(sr_ratio=r)``                          LN / None
     PVTv2-li                   ``AvgPoolSR(pool_size=7)``                      LN / GELU
     CMT (LMHSA)                ``ConvSR(r, depthwise=True, BN, ceil_mode)``    None / None, plus attn_bias
-    ResT v1, v2 (EMSA)         ``ConvSR(r, kernel_size=r + 1, padding=r // 2,  LN / None
-                               depthwise=True)``
     P2T (P-MHSA)               ``PyramidPoolSR(pool_ratios)``                  LN eps 1e-5 / None
-    ResT v1 (EMSA)             as ResT, plus ``head_mixing=True``              LN / None
-    ResT v2 (EMSAv2)           as ResT, plus ``upsample_ratio=r``              LN eps 1e-6 / None
+    ResT v1 (EMSA)             ``ConvSR(r, kernel_size=r + 1, padding=r // 2,  LN / None, plus
+                               depthwise=True)``                               ``head_mixing=True``
+    ResT v2 (EMSAv2)           the same ``ConvSR``                             LN eps 1e-6 / None, plus
+                                                                               ``upsample_ratio=r``
     =========================  ==============================================  ============================
 
     Args:
